@@ -1,0 +1,51 @@
+"""Keras -> ONNX through tf2onnx, with the model's config embedded in metadata_props.
+
+``tf2onnx.convert.from_keras`` fails on Keras 3 models, so we trace a tf.function
+that calls the model; tf2onnx then recognises Keras's LSTM loop and emits ONNX's
+fused ``LSTM`` op.
+"""
+
+from __future__ import annotations
+
+import onnx
+
+from runtime.config import METADATA_KEY, ModelConfig
+
+INPUT_NAME = "query"
+OPSET = 17
+
+
+def input_spec(config: ModelConfig):
+    import tensorflow as tf
+
+    if config.encoding == "index":
+        return tf.TensorSpec((None, config.input_length), tf.int32, name=INPUT_NAME)
+    return tf.TensorSpec((None, config.input_length, len(config.alphabet)), tf.float32, name=INPUT_NAME)
+
+
+def keras_to_onnx(model, config: ModelConfig, opset: int = OPSET) -> onnx.ModelProto:
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = input_spec(config)
+
+    @tf.function(input_signature=[spec])
+    def answer(query):
+        return model(query, training=False)
+
+    proto, _ = tf2onnx.convert.from_function(answer, input_signature=[spec], opset=opset)
+    proto.graph.output[0].name = _rename_output(proto, "answer")
+    onnx.helper.set_model_props(proto, {METADATA_KEY: config.to_json()})
+    proto.producer_name = "adder-export"
+    return proto
+
+
+def _rename_output(proto: onnx.ModelProto, name: str) -> str:
+    old = proto.graph.output[0].name
+    for node in proto.graph.node:
+        node.output[:] = [name if o == old else o for o in node.output]
+    return name
+
+
+def fused_lstm_count(proto: onnx.ModelProto) -> int:
+    return sum(node.op_type == "LSTM" for node in proto.graph.node)

@@ -1,0 +1,133 @@
+"""ModelConfig: everything needed to turn a query into a tensor and back.
+
+A config travels inside every model file (ONNX ``metadata_props`` and the
+``.keras`` archive), so a model can never be separated from the description of
+its inputs. Lengths and the alphabet are derived here, in one place, from the
+grammar the model was trained on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+FORMAT_VERSION = 1
+METADATA_KEY = "adder.config"
+DIGITS = "0123456789"
+PAD = " "
+SUPPORTED_OPERATORS = "+"
+ENCODINGS = ("onehot", "index")
+
+
+class ConfigError(ValueError):
+    """A model configuration that is missing, malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The domain a model was trained on and how its queries are encoded."""
+
+    min_terms: int = 2
+    max_terms: int = 2
+    min_operand: int = 0
+    max_operand: int = 999
+    operators: str = "+"
+    reverse_input: bool = True
+    reverse_output: bool = True
+    encoding: str = "onehot"
+    format_version: int = FORMAT_VERSION
+    # Free-form record of how the model was made; never affects encoding.
+    training: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        problems = self._problems()
+        if problems:
+            raise ConfigError("invalid model config: " + "; ".join(problems))
+
+    def _problems(self) -> list[str]:
+        found = []
+        if self.format_version != FORMAT_VERSION:
+            found.append(
+                f"format_version {self.format_version} is not supported (this runtime reads version {FORMAT_VERSION})"
+            )
+        if not 2 <= self.min_terms <= self.max_terms:
+            found.append(f"terms must satisfy 2 <= min_terms <= max_terms, got {self.min_terms}..{self.max_terms}")
+        if not 0 <= self.min_operand < self.max_operand:
+            found.append(
+                f"operands must satisfy 0 <= min_operand < max_operand, got {self.min_operand}..{self.max_operand}"
+            )
+        if not self.operators or any(op not in SUPPORTED_OPERATORS for op in self.operators):
+            found.append(f"operators must be drawn from {SUPPORTED_OPERATORS!r}, got {self.operators!r}")
+        if self.encoding not in ENCODINGS:
+            found.append(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
+        return found
+
+    @property
+    def alphabet(self) -> str:
+        """Symbols the model reads and writes; a symbol's index is its one-hot position."""
+        return DIGITS + self.operators + PAD
+
+    @property
+    def operand_width(self) -> int:
+        return len(str(self.max_operand))
+
+    @property
+    def input_length(self) -> int:
+        return self.max_terms * self.operand_width + (self.max_terms - 1)
+
+    @property
+    def largest_answer(self) -> int:
+        return self.max_terms * self.max_operand
+
+    @property
+    def output_length(self) -> int:
+        return len(str(self.largest_answer))
+
+    @property
+    def domain_size(self) -> int:
+        """Number of distinct queries in the domain (all term counts, all operator choices)."""
+        values = self.max_operand - self.min_operand + 1
+        ops = len(self.operators)
+        return sum(values**n * ops ** (n - 1) for n in range(self.min_terms, self.max_terms + 1))
+
+    def describe(self) -> str:
+        terms = str(self.min_terms) if self.min_terms == self.max_terms else f"{self.min_terms}-{self.max_terms}"
+        return f"{terms} terms in {self.min_operand}..{self.max_operand}, operators {self.operators}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields plus the derived shape, so a reader needs no code of ours."""
+        data = asdict(self)
+        data["alphabet"] = self.alphabet
+        data["input_length"] = self.input_length
+        data["output_length"] = self.output_length
+        return data
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Build a config and check that any derived values stored with it still hold."""
+        if not isinstance(data, dict):
+            raise ConfigError("model config must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        try:
+            config = cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as exc:
+            raise ConfigError(f"invalid model config: {exc}") from None
+        for derived in ("alphabet", "input_length", "output_length"):
+            if derived in data and data[derived] != getattr(config, derived):
+                raise ConfigError(
+                    f"model config is inconsistent: stored {derived} {data[derived]!r} "
+                    f"but the grammar gives {getattr(config, derived)!r}"
+                )
+        return config
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelConfig:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"model config is not valid JSON: {exc}") from None
+        return cls.from_dict(data)

@@ -1,0 +1,151 @@
+"""Adder: load a self-describing ONNX model once, answer queries through one session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from runtime.codec import Expression, Parser, QueryError, decode_answers, encode_expressions
+from runtime.config import METADATA_KEY, ConfigError, ModelConfig
+
+MODELS_DIR = Path(__file__).parent / "models"
+DEFAULT_MODEL = "default"
+CHUNK_SIZE = 8192
+
+
+class ModelError(ValueError):
+    """A model file that cannot be used: missing, unreadable, or not an adder model."""
+
+
+def shipped_models() -> list[str]:
+    """Names of the models packaged with the runtime (usable as ``Adder(name)``)."""
+    return sorted(p.stem for p in MODELS_DIR.glob("*.onnx"))
+
+
+def resolve_model(model: str | Path | None) -> Path:
+    """A shipped model's name, or a path to an ``.onnx`` file."""
+    if model is None:
+        model = DEFAULT_MODEL
+    if isinstance(model, str) and model in shipped_models():
+        return MODELS_DIR / f"{model}.onnx"
+    return Path(model)
+
+
+def _open_session(path: Path, threads: int) -> ort.InferenceSession:
+    if not path.exists():
+        names = ", ".join(shipped_models())
+        raise ModelError(f"{path}: no such file (shipped models: {names})")
+    if not path.is_file():
+        raise ModelError(f"{path}: is a directory, not an ONNX model file")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises several unrelated types for unreadable files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: not a readable ONNX model ({reason[:200]})") from None
+
+
+def _read_config(session: ort.InferenceSession, path: Path) -> ModelConfig:
+    text = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    if text is None:
+        raise ModelError(f"{path}: not an adder model (no '{METADATA_KEY}' in its metadata)")
+    try:
+        return ModelConfig.from_json(text)
+    except ConfigError as exc:
+        raise ModelError(f"{path}: {exc}") from None
+
+
+def _check_signature(session: ort.InferenceSession, config: ModelConfig, path: Path) -> None:
+    """Refuse a model whose tensors do not match what its metadata promises."""
+    vocab = len(config.alphabet)
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ModelError(f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
+    if config.encoding == "index":
+        want_in, want_type = [config.input_length], "tensor(int32)"
+    else:
+        want_in, want_type = [config.input_length, vocab], "tensor(float)"
+    checks = [
+        ("input", inputs[0].shape[1:], want_in, inputs[0].type, want_type),
+        ("output", outputs[0].shape[1:], [config.output_length, vocab], outputs[0].type, "tensor(float)"),
+    ]
+    for name, shape, want, dtype, want_dtype in checks:
+        if list(shape) != want or dtype != want_dtype:
+            raise ModelError(
+                f"{path}: {name} is {dtype} {['N', *shape]} but its metadata implies {want_dtype} {['N', *want]}"
+            )
+
+
+class Adder:
+    """Answers arithmetic queries with a trained seq2seq model.
+
+    One onnxruntime session is created per Adder and reused for every call;
+    ``InferenceSession.run`` is thread-safe, so one Adder may serve many threads.
+    """
+
+    def __init__(self, model: str | Path | None = None, *, threads: int = 1) -> None:
+        self.path = resolve_model(model)
+        self._session = _open_session(self.path, threads)
+        self.config = _read_config(self._session, self.path)
+        _check_signature(self._session, self.config, self.path)
+        self._parser = Parser(self.config)
+        self._input_name = self._session.get_inputs()[0].name
+
+    def parse(self, query: str) -> Expression:
+        return self._parser.parse(query)
+
+    def _answer(self, expressions: list[Expression], queries: list[str]) -> list[int | QueryError]:
+        if not expressions:
+            return []
+        x = encode_expressions(expressions, self.config)
+        (probs,) = self._session.run(None, {self._input_name: x})
+        values, valid = decode_answers(probs, self.config)
+        return [
+            int(v) if ok else QueryError(f"the model wrote no valid number for {q!r}")
+            for v, ok, q in zip(values.tolist(), valid.tolist(), queries)
+        ]
+
+    def __call__(self, query: str) -> int:
+        """Answer one query, e.g. ``adder("3+10") == 13``; raises QueryError if it is invalid."""
+        (result,) = self._answer([self.parse(query)], [query])
+        if isinstance(result, QueryError):
+            raise result
+        return result
+
+    def results(self, queries: Iterable[str], chunk_size: int = CHUNK_SIZE) -> Iterator[int | QueryError]:
+        """One result per query, in order: the answer, or the QueryError explaining why not.
+
+        Streams in chunks (one onnxruntime call each), so memory stays flat for any input size.
+        """
+        iterator = iter(queries)
+        while chunk := list(islice(iterator, chunk_size)):
+            parsed: list[Expression | QueryError] = []
+            for query in chunk:
+                try:
+                    parsed.append(self.parse(query))
+                except QueryError as exc:
+                    parsed.append(exc)
+            good = [(e, q) for e, q in zip(parsed, chunk) if isinstance(e, Expression)]
+            answers = iter(self._answer([e for e, _ in good], [q for _, q in good]))
+            yield from (p if isinstance(p, QueryError) else next(answers) for p in parsed)
+
+    def batch(self, queries: Iterable[str], chunk_size: int = CHUNK_SIZE) -> list[int]:
+        """Answer many queries; raises QueryError naming the first bad one (1-based)."""
+        answers = []
+        for number, result in enumerate(self.results(queries, chunk_size), start=1):
+            if isinstance(result, QueryError):
+                raise QueryError(f"query {number}: {result}")
+            answers.append(result)
+        return answers
+
+    def predict_tensor(self, x: np.ndarray) -> np.ndarray:
+        """Raw probabilities for an encoded batch (used by export validation and benchmarks)."""
+        (probs,) = self._session.run(None, {self._input_name: x})
+        return probs

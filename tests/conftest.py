@@ -1,0 +1,43 @@
+"""Shared fixtures: a tiny model trained and exported once per test session (seconds)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+HAS_TRAINING_STACK = all(importlib.util.find_spec(m) for m in ("keras", "tensorflow", "tf2onnx"))
+needs_training = pytest.mark.skipif(not HAS_TRAINING_STACK, reason="needs the train extra")
+
+
+def run_adder(*args: str, stdin: bytes | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the `adder` CLI as a user would: a fresh process, bytes in, text out."""
+    return subprocess.run(
+        [sys.executable, "-m", "runtime", *args],
+        input=stdin if stdin is not None else b"",
+        capture_output=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> tuple[Path, Path]:
+    """A 2-term, 0..9 model: (keras path, onnx path), via the real train and export commands."""
+    if not HAS_TRAINING_STACK:
+        pytest.skip("needs the train extra")
+    folder = tmp_path_factory.mktemp("tiny")
+    keras_path, onnx_path = folder / "tiny.keras", folder / "tiny.onnx"
+    train = [sys.executable, "-c", "from train.cli import main; main()"]
+    args = ["--largest", "9", "--epochs", "2", "--samples", "256", "--batch-size", "64", "--seed", "3"]
+    subprocess.run([*train, *args, "--out", str(keras_path)], check=True, capture_output=True, timeout=600)
+    export = [sys.executable, "-c", "from export.cli import main; main()"]
+    subprocess.run([*export, str(keras_path), "-o", str(onnx_path)], check=True, capture_output=True, timeout=600)
+    return keras_path, onnx_path

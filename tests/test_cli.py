@@ -1,0 +1,71 @@
+"""The `adder` command as a user meets it: a fresh process, arguments and stdin in, lines out."""
+
+import json
+
+from tests.conftest import run_adder
+
+
+def test_queries_print_one_answer_per_line():
+    result = run_adder("3+10", "50+11")
+    assert result.returncode == 0, result.stderr
+    from runtime import Adder
+
+    adder = Adder()
+    assert result.stdout.decode().splitlines() == [str(adder("3+10")), str(adder("50+11"))]
+
+
+def test_bad_query_is_one_error_line_and_exit_code_1():
+    result = run_adder("1000+1")
+    assert result.returncode == 1
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "0..999" in lines[0]
+    assert "Traceback" not in result.stderr.decode()
+
+
+def test_stdin_gives_one_output_line_per_input_line_and_names_bad_lines():
+    data = b"1+1\r\n\n1000+1\n2+2\n\xff\xfe+1\n3+3"  # CRLF, blank, out of range, bad UTF-8, no final newline
+    result = run_adder("-", stdin=data)
+    out = result.stdout.decode().split("\n")
+    assert out[-1] == "" and len(out) - 1 == 6
+    assert out[1] == "" and out[2] == "" and out[4] == ""
+    assert out[0] and out[3] and out[5]
+    errors = result.stderr.decode()
+    assert "line 2: empty query" in errors and "line 3: " in errors and "line 5: invalid UTF-8" in errors
+    assert result.returncode == 1
+
+
+def test_piped_stdin_without_arguments_is_read():
+    result = run_adder(stdin=b"3+10\n")
+    assert result.returncode == 0 and result.stdout.decode().strip().isdigit()
+
+
+def test_json_lines_carry_answers_and_errors():
+    result = run_adder("--json", "-", stdin=b"3+10\nabc\n")
+    rows = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert rows[0]["query"] == "3+10" and isinstance(rows[0]["answer"], int)
+    assert rows[1]["query"] == "abc" and "unexpected character" in rows[1]["error"]
+    assert result.returncode == 1
+
+
+def test_info_prints_the_config_as_json():
+    info = json.loads(run_adder("--info").stdout)
+    for key in ("min_terms", "max_terms", "min_operand", "max_operand", "operators"):
+        assert key in info
+    assert info["max_operand"] == 999
+
+
+def test_version_and_list_models():
+    assert run_adder("--version").stdout.decode().startswith("adder ")
+    listing = run_adder("--list-models").stdout.decode()
+    assert listing.startswith("default: 2 terms in 0..999") and "exact-match" in listing
+
+
+def test_missing_model_is_a_one_line_error(tmp_path):
+    result = run_adder("--model", str(tmp_path / "nope.onnx"), "1+1")
+    assert result.returncode == 2
+    assert result.stderr.decode().count("\n") == 1 and "no such file" in result.stderr.decode()
+
+
+def test_model_from_environment_variable(tmp_path):
+    result = run_adder("1+1", env={"ADDER_MODEL": str(tmp_path / "env.onnx")})
+    assert result.returncode == 2 and "env.onnx" in result.stderr.decode()

@@ -1,0 +1,158 @@
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from runtime.codec import (
+    MAX_QUERY_CHARS,
+    Expression,
+    Parser,
+    QueryError,
+    answer_text,
+    canonical_text,
+    decode_answers,
+    encode_answers,
+    encode_queries,
+    texts_to_indices,
+)
+from runtime.config import ModelConfig
+
+CONFIG = ModelConfig()
+PARSER = Parser(CONFIG)
+
+
+def test_query_is_zero_padded_and_reversed_for_the_encoder():
+    assert canonical_text(PARSER.parse("50+11"), CONFIG) == "110+050"
+    assert canonical_text(PARSER.parse("50+11"), ModelConfig(reverse_input=False)) == "050+011"
+
+
+def test_answer_is_zero_padded_and_optionally_last_digit_first():
+    assert answer_text(61, CONFIG) == "0061"
+    assert answer_text(61, ModelConfig(reverse_output=True)) == "1600"
+
+
+def test_one_hot_encoding_has_one_symbol_per_step():
+    x = encode_queries(["3+10", "999+999"], CONFIG)
+    assert x.shape == (2, 7, 12) and x.dtype == np.float32
+    assert (x.sum(axis=-1) == 1).all()
+    assert "".join(CONFIG.alphabet[i] for i in x[0].argmax(-1)) == "010+300"
+
+
+def test_index_encoding_gives_int32_symbol_indices():
+    config = ModelConfig(encoding="index")
+    x = encode_queries(["3+10"], config)
+    assert x.dtype == np.int32 and x.shape == (1, 7)
+
+
+@pytest.mark.parametrize("reverse_output", [False, True])
+def test_answers_round_trip_through_target_encoding(reverse_output):
+    config = ModelConfig(reverse_output=reverse_output)
+    values = np.array([0, 7, 61, 999, 1998])
+    decoded, valid = decode_answers(encode_answers(values, config), config)
+    assert valid.all() and (decoded == values).all()
+
+
+def test_probabilities_decode_by_argmax():
+    targets = encode_answers([1234], CONFIG)
+    probs = np.eye(len(CONFIG.alphabet))[targets] * 0.9 + 0.01
+    decoded, valid = decode_answers(probs, CONFIG)
+    assert decoded.tolist() == [1234] and valid.tolist() == [True]
+
+
+def test_a_non_digit_in_the_models_output_is_marked_invalid_not_misread():
+    plus, pad = CONFIG.alphabet.index("+"), CONFIG.alphabet.index(" ")
+    decoded, valid = decode_answers(np.array([[0, 0, 6, 1], [0, plus, 6, 1], [pad, 0, 0, 1]]), CONFIG)
+    assert valid.tolist() == [True, False, False]
+    assert decoded[0] == 61
+
+
+def test_symbols_outside_the_alphabet_are_refused_by_the_table():
+    with pytest.raises(ValueError):
+        texts_to_indices(["12-4"], 4, CONFIG)
+
+
+@pytest.mark.parametrize(
+    "query, terms",
+    [("3+10", (3, 10)), (" 3 + 10 ", (3, 10)), ("\t999+0\t", (999, 0)), ("007+3", (7, 3)), ("0+0", (0, 0))],
+)
+def test_accepted_queries(query, terms):
+    assert PARSER.parse(query) == Expression(terms, ("+",))
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("", "empty query"),
+        ("   ", "empty query"),
+        ("3", "adds 2 terms; got 1"),
+        ("1+2+3", "adds 2 terms; got 3"),
+        ("3+", "ends with an operator"),
+        ("+3+4", "a sign is not accepted"),
+        ("-3+4", "got '-' at position 1"),
+        ("3++4", "repeated operator"),
+        ("3 4+1", "missing operator before '4' at position 3"),
+        ("1000+1", "outside this model's range 0..999"),
+        ("1+1000", "outside this model's range 0..999"),
+        ("3.5+1", "unexpected '.' at position 2"),
+        ("1e3+1", "unexpected 'e' at position 2"),
+        ("1_000+1", "unexpected '_' at position 2"),
+        ("0x1+2", "unexpected character 'x' at position 2"),
+        ("3-4", "supports only +; got '-'"),
+        ("3*4", "supports only +; got '*'"),
+        ("\u0663+4", "unsupported digit"),  # Arabic-Indic three: int() would accept it
+        ("\uff13+4", "unsupported digit"),  # full-width three
+        ("3+4\udcff", "invalid UTF-8 byte at position 4"),
+        ("1" * (MAX_QUERY_CHARS + 1), "characters long"),
+        ("3+4\n5", "unexpected character '\\n'"),
+    ],
+)
+def test_refused_queries_say_what_is_wrong(query, message):
+    with pytest.raises(QueryError, match=re.escape(message)):
+        PARSER.parse(query)
+
+
+def test_non_text_is_refused():
+    with pytest.raises(QueryError, match="must be text"):
+        PARSER.parse(12)  # type: ignore[arg-type]
+
+
+def test_encode_queries_names_the_first_bad_query():
+    with pytest.raises(QueryError, match="query 2: "):
+        encode_queries(["1+1", "1+"], CONFIG)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 999), st.integers(0, 999), st.sampled_from(["", " ", "  ", "\t"]), st.integers(0, 2))
+def test_every_spelling_of_an_in_domain_query_parses_to_its_terms(a, b, space, zeros):
+    query = f"{space}{'0' * zeros}{a}{space}+{space}{b}{space}"
+    parsed = PARSER.parse(query)
+    assert parsed.terms == (a, b) and parsed.value == a + b
+    x = encode_queries([query], CONFIG)
+    text = "".join(CONFIG.alphabet[i] for i in x[0].argmax(-1))
+    assert text[::-1] == f"{a:03d}+{b:03d}"
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(max_size=40))
+def test_arbitrary_text_is_answered_or_refused_with_query_error_only(text):
+    try:
+        parsed = PARSER.parse(text)
+    except QueryError:
+        return
+    assert len(parsed.terms) == 2 and all(0 <= t <= 999 for t in parsed.terms)
+    assert text.strip(" \t").replace(" ", "").replace("\t", "").count("+") == 1
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(0, 999), st.integers(0, 999), st.integers(0, 6), st.characters(codec="utf-8"))
+def test_a_mutated_query_is_refused_or_still_means_what_it_says(a, b, position, char):
+    query = f"{a}+{b}"
+    mutated = query[:position] + char + query[position:]
+    try:
+        parsed = PARSER.parse(mutated)
+    except QueryError:
+        return
+    digits = mutated.replace(" ", "").replace("\t", "").split("+")
+    assert parsed.terms == tuple(int(d) for d in digits)

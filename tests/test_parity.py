@@ -1,0 +1,85 @@
+"""Keras and ONNX must give the same probabilities (within 1e-5) and the same answers."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime import Adder
+from runtime.codec import decode_answers, encode_expressions
+from tests.conftest import needs_training, run_adder
+
+ATOL = 1e-5
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = [needs_training, pytest.mark.slow]
+
+
+def assert_parity(keras_path: Path, onnx_path: Path, expressions, randoms: int = 500):
+    from export.validate import keras_probs, random_inputs
+    from train.archive import load_keras
+
+    model, config = load_keras(keras_path)
+    adder = Adder(onnx_path)
+    assert adder.config == config
+    x = encode_expressions(expressions, config)
+    keras_out, onnx_out = keras_probs(model, x), adder.predict_tensor(x)
+    assert np.abs(keras_out - onnx_out).max() <= ATOL
+    keras_answers, keras_valid = decode_answers(keras_out, config)
+    onnx_answers, onnx_valid = decode_answers(onnx_out, config)
+    assert (keras_answers == onnx_answers).all() and (keras_valid == onnx_valid).all()
+    x_random = random_inputs(config, randoms, np.random.default_rng(1))
+    assert np.abs(keras_probs(model, x_random) - adder.predict_tensor(x_random)).max() <= ATOL
+
+
+def test_tiny_model_agrees_on_every_query_of_its_domain(tiny_model):
+    from train.archive import read_keras_config
+    from train.data import all_expressions
+
+    keras_path, onnx_path = tiny_model
+    (every,) = list(all_expressions(read_keras_config(keras_path)))
+    assert len(every) == 100
+    assert_parity(keras_path, onnx_path, every)
+
+
+def test_export_uses_fused_lstm_ops_and_embeds_the_config(tiny_model):
+    import onnx
+
+    from export.convert import fused_lstm_count
+    from runtime.config import METADATA_KEY, ModelConfig
+    from train.archive import read_keras_config
+
+    keras_path, onnx_path = tiny_model
+    proto = onnx.load(onnx_path)
+    assert fused_lstm_count(proto) == 2
+    metadata = {p.key: p.value for p in proto.metadata_props}
+    assert ModelConfig.from_json(metadata[METADATA_KEY]) == read_keras_config(keras_path)
+
+
+def test_cli_answers_with_a_freshly_exported_model(tiny_model):
+    _, onnx_path = tiny_model
+    result = run_adder("--model", str(onnx_path), "3+4")
+    assert result.returncode == 0 and result.stdout.decode().strip().isdigit()
+    refused = run_adder("--model", str(onnx_path), "3+10")
+    assert refused.returncode == 1 and "0..9" in refused.stderr.decode()
+
+
+def test_validation_fails_loudly_when_the_export_differs(tiny_model):
+    from export.validate import ValidationError, validate_export
+    from train.archive import load_keras
+
+    keras_path, onnx_path = tiny_model
+    model, config = load_keras(keras_path)
+    model.set_weights([w + 0.05 for w in model.get_weights()])
+    with pytest.raises(ValidationError, match="max probability difference"):
+        validate_export(model, Adder(onnx_path), config, queries=200, randoms=50)
+
+
+def test_shipped_default_model_agrees_with_its_keras_source():
+    from train.archive import read_keras_config
+    from train.data import sample_expressions
+
+    keras_path = REPO / "train" / "models" / "default.keras"
+    config = read_keras_config(keras_path)
+    expressions = sample_expressions(config, 20_000, np.random.default_rng(5))
+    assert_parity(keras_path, REPO / "runtime" / "models" / "default.onnx", expressions)

@@ -1,0 +1,124 @@
+"""The Python API (runtime.Adder) on the shipped default model, and refusal of unusable model files."""
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime import Adder, ModelError, QueryError
+from runtime.config import METADATA_KEY, ModelConfig
+from runtime.session import MODELS_DIR, shipped_models
+
+DEFAULT = MODELS_DIR / "default.onnx"
+
+
+@pytest.fixture(scope="module")
+def adder() -> Adder:
+    return Adder()
+
+
+def test_default_model_is_shipped_and_describes_its_domain(adder):
+    assert "default" in shipped_models()
+    assert adder.config.max_operand == 999 and adder.config.min_terms == adder.config.max_terms == 2
+    assert adder.config.training["command"].startswith("adder-train")
+
+
+def test_single_query_returns_an_int(adder):
+    answer = adder("3+10")
+    assert isinstance(answer, int) and answer == 13
+
+
+def test_batch_matches_single_calls_in_order(adder):
+    rng = np.random.default_rng(0)
+    queries = [f"{a}+{b}" for a, b in rng.integers(0, 1000, size=(300, 2))]
+    assert adder.batch(queries, chunk_size=64) == [adder(q) for q in queries]
+
+
+def test_batch_of_nothing_is_empty(adder):
+    assert adder.batch([]) == []
+
+
+def test_bad_query_raises_query_error_which_is_a_value_error(adder):
+    with pytest.raises(ValueError, match="outside this model's range"):
+        adder("1000+1")
+    with pytest.raises(QueryError, match="query 2: "):
+        adder.batch(["1+1", "x"])
+
+
+def test_results_yield_errors_in_place_and_keep_going(adder):
+    results = list(adder.results(["1+1", "", "2+2"]))
+    assert results[0] == adder("1+1") and results[2] == adder("2+2")
+    assert isinstance(results[1], QueryError)
+
+
+def test_one_adder_answers_many_threads_at_once(adder):
+    queries = [f"{a}+{b}" for a in range(0, 1000, 7) for b in range(0, 1000, 97)]
+    expected = adder.batch(queries)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(adder, queries))
+    assert answers == expected
+
+
+def test_shipped_model_can_be_named(adder):
+    assert Adder("default").config == adder.config
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: d / "missing.onnx", "no such file"),
+        (lambda d: d, "is a directory"),
+        (lambda d: _write(d / "random.onnx", np.random.default_rng(0).bytes(4096)), "not a readable ONNX model"),
+        (lambda d: _write(d / "cut.onnx", DEFAULT.read_bytes()[:5000]), "not a readable ONNX model"),
+        (lambda d: _write(d / "empty.onnx", b""), "not a readable ONNX model"),
+    ],
+)
+def test_unusable_model_files_are_refused_with_the_file_named(tmp_path, make, message):
+    path = make(tmp_path)
+    with pytest.raises(ModelError, match=message) as info:
+        Adder(path)
+    assert str(path) in str(info.value)
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _rewrite_metadata(tmp_path: Path, value: str | None) -> Path:
+    onnx = pytest.importorskip("onnx")
+    proto = onnx.load(DEFAULT)
+    del proto.metadata_props[:]
+    if value is not None:
+        onnx.helper.set_model_props(proto, {METADATA_KEY: value})
+    path = tmp_path / "edited.onnx"
+    onnx.save(proto, path)
+    return path
+
+
+def test_onnx_without_adder_metadata_is_not_an_adder_model(tmp_path):
+    with pytest.raises(ModelError, match="not an adder model"):
+        Adder(_rewrite_metadata(tmp_path, None))
+
+
+def test_metadata_that_disagrees_with_the_input_shape_is_refused(tmp_path):
+    with pytest.raises(ModelError, match="metadata implies"):
+        Adder(_rewrite_metadata(tmp_path, ModelConfig(max_operand=99).to_json()))
+
+
+def test_malformed_metadata_is_refused(tmp_path):
+    with pytest.raises(ModelError, match="not valid JSON"):
+        Adder(_rewrite_metadata(tmp_path, "{oops"))
+
+
+def test_runtime_never_imports_the_training_stack():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, runtime, runtime.cli; from runtime import Adder; Adder()('3+10');"
+        "bad = [m for m in ('tensorflow', 'keras', 'tf2onnx', 'onnx') if m in sys.modules]; print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,64 @@
+"""adder-train and adder-export refuse bad options before doing any work."""
+
+import subprocess
+import sys
+
+import pytest
+
+from train.archive import atomic_path
+
+TRAIN = [sys.executable, "-c", "from train.cli import main; main()"]
+EXPORT = [sys.executable, "-c", "from export.cli import main; main()"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--largest", "0"], "operands must satisfy"),
+        (["--terms", "1"], "terms must satisfy"),
+        (["--terms", "two"], "--terms takes a number"),
+        (["--epochs", "-3"], "--epochs must be at least 1"),
+        (["--samples", "0"], "--samples must be at least 1"),
+        (["--seed", "-1"], "--seed must be a non-negative"),
+        (["--out", "missing-folder/m.keras"], "does not exist"),
+        (["--out", "m.h5"], "must end in .keras"),
+        (["--encoding", "bits"], "encoding must be one of"),
+    ],
+)
+def test_bad_training_options_are_refused_in_one_line(tmp_path, args, message):
+    result = subprocess.run([*TRAIN, *args], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert result.stderr.count("\n") == 1 and not list(tmp_path.iterdir())
+
+
+def test_export_of_a_missing_model_is_refused(tmp_path):
+    result = subprocess.run([*EXPORT, str(tmp_path / "none.keras")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "no such file" in result.stderr
+
+
+def test_export_of_a_file_that_is_not_a_model_is_refused(tmp_path):
+    fake = tmp_path / "fake.keras"
+    fake.write_bytes(b"not a zip")
+    result = subprocess.run([*EXPORT, str(fake)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "not a .keras archive" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "fake.onnx").exists()
+
+
+def test_a_failed_write_leaves_the_previous_file_untouched(tmp_path):
+    target = tmp_path / "model.onnx"
+    target.write_bytes(b"previous")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half-written")
+            raise RuntimeError("killed")
+    assert target.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+def test_a_completed_write_replaces_the_file(tmp_path):
+    target = tmp_path / "model.onnx"
+    target.write_bytes(b"previous")
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new"

@@ -1,0 +1,87 @@
+"""Exact-match evaluation: the share of queries whose whole answer is right.
+
+Exhaustive over the domain when it fits (every query, not a sample), so a
+reported 100% means no query of the domain is answered wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from runtime.codec import Expression
+from runtime.config import ModelConfig
+from train.data import all_expressions, sample_expressions
+
+EXHAUSTIVE_LIMIT = 5_000_000
+SAMPLE_SIZE = 1_000_000
+SHOWN_WRONG = 10
+
+# Answers a list of expressions: (values, valid) as runtime.codec.decode_answers returns.
+Predictor = Callable[[list[Expression]], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class Evaluation:
+    method: str  # "exhaustive" or "sample of N (seed S)"
+    total: int = 0
+    wrong: int = 0
+    first_wrong: list[dict] = field(default_factory=list)
+
+    @property
+    def exact_match(self) -> float:
+        return (self.total - self.wrong) / self.total if self.total else 0.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "exact_match": self.exact_match}
+
+    def summary(self) -> str:
+        return f"exact-match {100 * self.exact_match:.4f}% ({self.wrong:,} wrong of {self.total:,}, {self.method})"
+
+
+def query_text(expression: Expression) -> str:
+    parts = [str(expression.terms[0])]
+    for op, term in zip(expression.operators, expression.terms[1:]):
+        parts += [op, str(term)]
+    return "".join(parts)
+
+
+def domain_chunks(config: ModelConfig, seed: int = 2026, chunk: int = 100_000):
+    """Every query when the domain is small enough, else a fixed seeded sample."""
+    if config.domain_size <= EXHAUSTIVE_LIMIT and config.max_terms == 2 and len(config.operators) == 1:
+        return "exhaustive", all_expressions(config, chunk)
+    rng = np.random.default_rng(seed)
+
+    def sampled():
+        for start in range(0, SAMPLE_SIZE, chunk):
+            yield sample_expressions(config, min(chunk, SAMPLE_SIZE - start), rng)
+
+    return f"sample of {SAMPLE_SIZE:,} (seed {seed})", sampled()
+
+
+def evaluate(predict: Predictor, config: ModelConfig, progress: Callable[[int], None] | None = None) -> Evaluation:
+    method, chunks = domain_chunks(config)
+    result = Evaluation(method)
+    for expressions in chunks:
+        values, valid = predict(expressions)
+        truth = np.array([e.value for e in expressions], dtype=np.int64)
+        wrong = np.flatnonzero((values != truth) | ~valid)
+        result.total += len(expressions)
+        result.wrong += len(wrong)
+        for i in wrong[: SHOWN_WRONG - len(result.first_wrong)]:
+            got = int(values[i]) if valid[i] else None
+            result.first_wrong.append({"query": query_text(expressions[i]), "expected": int(truth[i]), "got": got})
+        if progress:
+            progress(result.total)
+    return result
+
+
+def write_json(evaluation: Evaluation, path: Path, extra: dict | None = None) -> None:
+    from train.archive import write_atomic
+
+    data = {**(extra or {}), **evaluation.to_dict()}
+    write_atomic(Path(path), lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))

@@ -1,0 +1,140 @@
+"""The training loop: fresh samples each epoch, a checkpoint after each, resume after a crash."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from runtime.codec import decode_answers, encode_expressions
+from runtime.config import ModelConfig
+from train.archive import save_keras, write_atomic
+from train.data import epoch_data, sample_expressions
+from train.evaluate import Evaluation, evaluate
+from train.model import Architecture, build_model
+
+PROBE_SIZE = 10_000
+PROBE_STREAM = 2**31  # seed stream for the probe set, apart from every epoch number
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 40
+    samples: int = 50_000
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    schedule: str = "cosine"  # or "constant"; cosine decays to 0 over the run
+    seed: int = 0
+
+    def learning_rate_at(self, epoch: int) -> float:
+        if self.schedule == "cosine":
+            return self.learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / self.epochs))
+        return self.learning_rate
+
+
+def checkpoint_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".ckpt")
+
+
+def keras_predictor(model: keras.Model, config: ModelConfig, batch: int = 4096):
+    def predict(expressions):
+        x = encode_expressions(expressions, config)
+        probs = np.concatenate([np.asarray(model(x[i : i + batch], training=False)) for i in range(0, len(x), batch)])
+        return decode_answers(probs, config)
+
+    return predict
+
+
+class Checkpoint:
+    """The last completed epoch's model and optimizer state, plus what run it belongs to."""
+
+    def __init__(self, out: Path, identity: dict) -> None:
+        self.dir = checkpoint_dir(out)
+        self.identity = identity
+        self.model_path = self.dir / "last.keras"
+        self.state_path = self.dir / "state.json"
+
+    def load(self) -> tuple[keras.Model, int] | None:
+        if not self.state_path.exists():
+            return None
+        state = json.loads(self.state_path.read_text())
+        if state.get("identity") != self.identity:
+            raise SystemExit(
+                f"error: {self.dir} holds a checkpoint of a run with other options; "
+                "rerun with the same options to resume, or delete it to start afresh"
+            )
+        model = keras.saving.load_model(self.model_path, compile=True, safe_mode=True)
+        return model, int(state["epochs_done"])
+
+    def save(self, model: keras.Model, config: ModelConfig, epochs_done: int, history: list) -> None:
+        self.dir.mkdir(exist_ok=True)
+        save_keras(model, config, self.model_path)
+        state = {"identity": self.identity, "epochs_done": epochs_done, "history": history}
+        write_atomic(self.state_path, lambda tmp: tmp.write_text(json.dumps(state, indent=2)))
+
+    def history(self) -> list:
+        if not self.state_path.exists():
+            return []
+        return json.loads(self.state_path.read_text()).get("history", [])
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def fit(
+    config: ModelConfig,
+    arch: Architecture,
+    settings: TrainSettings,
+    out: Path,
+    log: Callable[[str], None] = print,
+    verbose: int | None = None,
+    stop_when_exact: bool = False,
+) -> tuple[keras.Model, list[dict], Evaluation | None]:
+    """Train, checkpointing after every epoch.
+
+    With ``stop_when_exact``, an epoch whose probe queries are all right triggers a
+    full evaluation, and training ends early once no query of the domain is wrong.
+    Returns the model, the per-epoch history and that final evaluation (if made).
+    """
+    identity = {"config": config.to_dict() | {"training": {}}, "arch": arch.to_dict(), "settings": asdict(settings)}
+    checkpoint = Checkpoint(out, identity)
+    resumed = checkpoint.load()
+    if resumed:
+        model, start = resumed
+        history = checkpoint.history()
+        log(f"resuming from epoch {start + 1} (checkpoint {checkpoint.dir})")
+    else:
+        keras.utils.set_random_seed(settings.seed)
+        model = build_model(config, arch)
+        model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss="sparse_categorical_crossentropy")
+        start, history = 0, []
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2  # a progress bar only where it redraws
+    probe = sample_expressions(config, PROBE_SIZE, np.random.default_rng([settings.seed, PROBE_STREAM]))
+    probe_truth = np.array([e.value for e in probe])
+    predict = keras_predictor(model, config)
+    for epoch in range(start, settings.epochs):
+        model.optimizer.learning_rate.assign(settings.learning_rate_at(epoch))
+        x, y = epoch_data(config, settings.samples, settings.seed, epoch)
+        log(f"Epoch {epoch + 1}/{settings.epochs}")
+        # Every epoch's samples are already fresh and random: no shuffle keeps runs reproducible.
+        result = model.fit(x, y, batch_size=settings.batch_size, epochs=1, shuffle=False, verbose=verbose)
+        values, valid = predict(probe)
+        probe_em = float(((values == probe_truth) & valid).mean())
+        history.append({"epoch": epoch + 1, "loss": float(result.history["loss"][-1]), "probe_exact_match": probe_em})
+        log(f"  loss {history[-1]['loss']:.5f}, exact-match on {PROBE_SIZE:,} probe queries {100 * probe_em:.2f}%")
+        checkpoint.save(model, config, epoch + 1, history)
+        if stop_when_exact and probe_em == 1.0 and epoch + 1 < settings.epochs:
+            result = evaluate(predict, config)
+            log(f"  full evaluation: {result.summary()}")
+            if result.wrong == 0:
+                log(f"stopping early: exact on the whole domain after epoch {epoch + 1}")
+                return model, history, result
+    return model, history, None

@@ -1,0 +1,45 @@
+"""The Keras seq2seq model: LSTM encoder -> RepeatVector -> LSTM decoder -> softmax per step."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import keras
+
+from runtime.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Layer sizes; stacked LSTMs when a tuple has more than one entry."""
+
+    encoder: tuple[int, ...]
+    decoder: tuple[int, ...]
+    embedding: int = 0  # width of an Embedding layer when the config's encoding is "index"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+ARCHITECTURES = {
+    # The seed tutorial's model, kept so its results stay reproducible.
+    "seed": Architecture(encoder=(100,), decoder=(50,)),
+    "wide": Architecture(encoder=(128,), decoder=(128,)),
+}
+
+
+def build_model(config: ModelConfig, arch: Architecture) -> keras.Model:
+    vocab = len(config.alphabet)
+    if config.encoding == "index":
+        inputs = keras.Input((config.input_length,), dtype="int32", name="query")
+        x = keras.layers.Embedding(vocab, arch.embedding or vocab)(inputs)
+    else:
+        inputs = keras.Input((config.input_length, vocab), name="query")
+        x = inputs
+    for i, units in enumerate(arch.encoder):
+        x = keras.layers.LSTM(units, return_sequences=i < len(arch.encoder) - 1)(x)
+    x = keras.layers.RepeatVector(config.output_length)(x)
+    for units in arch.decoder:
+        x = keras.layers.LSTM(units, return_sequences=True)(x)
+    outputs = keras.layers.TimeDistributed(keras.layers.Dense(vocab, activation="softmax"))(x)
+    return keras.Model(inputs, outputs, name="adder")
