@@ -1,0 +1,1 @@
+"""Export: Keras -> validated, self-describing ONNX (needs the train extra)."""

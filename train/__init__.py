@@ -1,0 +1,1 @@
+"""Training: Keras 3 model, data, loop, evaluation (needs the train extra)."""
