@@ -62,3 +62,18 @@ def test_a_completed_write_replaces_the_file(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_bytes(b"new")
     assert target.read_bytes() == b"new"
+
+
+def test_training_without_the_extra_asks_for_it_in_one_line(monkeypatch, capsys):
+    import importlib.util
+
+    import typer
+
+    from train import cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "keras" else real(name))
+    with pytest.raises(typer.Exit) as info:
+        cli.require_training_stack()
+    assert info.value.exit_code == 1
+    assert capsys.readouterr().err == cli.EXTRA_HINT + "\n"

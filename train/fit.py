@@ -104,6 +104,7 @@ def fit(
     Returns the model, the per-epoch history and that final evaluation (if made).
     """
     identity = {"config": config.to_dict() | {"training": {}}, "arch": arch.to_dict(), "settings": asdict(settings)}
+    identity = json.loads(json.dumps(identity))  # as it will read back: tuples become lists
     checkpoint = Checkpoint(out, identity)
     resumed = checkpoint.load()
     if resumed:

@@ -1,0 +1,65 @@
+"""A killed adder-train resumes from its last completed epoch and loses nothing."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import needs_training
+
+pytestmark = [needs_training, pytest.mark.slow]
+
+TRAIN = [sys.executable, "-c", "from train.cli import main; main()"]
+ARGS = ["--largest", "9", "--epochs", "3", "--samples", "20000", "--batch-size", "32", "--no-evaluate"]
+
+
+def test_sigkill_then_rerun_resumes_and_finishes(tmp_path):
+    out = tmp_path / "m.keras"
+    out.write_bytes(b"previous model")
+    state = tmp_path / "m.keras.ckpt" / "state.json"
+    command = [*TRAIN, *ARGS, "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if state.exists() and json.loads(state.read_text())["epochs_done"] >= 1:
+            os.kill(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "training ended before it could be killed"
+    assert out.read_bytes() == b"previous model"  # the target is never half-written
+
+    done = json.loads(state.read_text())["epochs_done"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert f"resuming from epoch {done + 1}" in result.stdout
+    assert result.stdout.count("Epoch ") == 3 - done
+    assert out.read_bytes()[:2] == b"PK"  # a complete .keras archive replaced the old file
+    assert not state.parent.exists()  # a finished run cleans its checkpoint up
+    record = json.loads((tmp_path / "m.json").read_text())
+    assert [h["epoch"] for h in record["training"]["history"]] == [1, 2, 3]
+
+
+def test_a_checkpoint_from_other_options_is_not_silently_reused(tmp_path):
+    out = tmp_path / "m.keras"
+    first = subprocess.run(
+        [*TRAIN, "--largest", "9", "--epochs", "1", "--samples", "64", "--no-evaluate", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert first.returncode == 0, first.stderr
+    ckpt = tmp_path / "m.keras.ckpt"
+    ckpt.mkdir()
+    (ckpt / "state.json").write_text(json.dumps({"identity": {"other": True}, "epochs_done": 1}))
+    second = subprocess.run(
+        [*TRAIN, "--largest", "9", "--epochs", "1", "--samples", "64", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert second.returncode != 0 and "other options" in second.stderr
