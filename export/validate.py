@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime import Adder
-from runtime.codec import decode_answers, encode_expressions, to_model_input
+from runtime.codec import Codec
 from runtime.config import ModelConfig
 from train.data import sample_expressions
 
@@ -39,7 +39,7 @@ def keras_probs(model, x: np.ndarray, batch: int = 4096) -> np.ndarray:
 def random_inputs(config: ModelConfig, count: int, rng: np.random.Generator) -> np.ndarray:
     """Arbitrary symbol sequences, including ones no query produces."""
     indices = rng.integers(0, len(config.alphabet), size=(count, config.input_length))
-    return to_model_input(indices, config)
+    return Codec(config).to_model_input(indices)
 
 
 def validate_export(
@@ -52,15 +52,15 @@ def validate_export(
     seed: int = 0,
 ) -> ValidationReport:
     rng = np.random.default_rng(seed)
-    x_domain = encode_expressions(sample_expressions(config, queries, rng), config)
+    x_domain = adder.codec.encode_expressions(sample_expressions(config, queries, rng))
     x_random = random_inputs(config, randoms, rng)
     worst = 0.0
     for x in (x_domain, x_random):
         diff = np.abs(keras_probs(model, x) - adder.predict_tensor(x))
         worst = max(worst, float(diff.max()) if diff.size else 0.0)
-    keras_answers, _ = decode_answers(keras_probs(model, x_domain), config)
-    onnx_answers, _ = decode_answers(adder.predict_tensor(x_domain), config)
-    differing = int((keras_answers != onnx_answers).sum())
+    keras_answers, keras_valid = adder.codec.decode_answers(keras_probs(model, x_domain))
+    onnx_answers, onnx_valid = adder.codec.decode_answers(adder.predict_tensor(x_domain))
+    differing = int(((keras_answers != onnx_answers) | (keras_valid != onnx_valid)).sum())
     report = ValidationReport(queries, randoms, worst, differing)
     if worst > atol or differing:
         raise ValidationError(

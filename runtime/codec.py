@@ -77,14 +77,21 @@ def _syntax_error(query: str, config: ModelConfig) -> QueryError:
     return QueryError(f"query ends with an operator; expected a number after it (like {_example(config)})")
 
 
-class Parser:
-    """Strict parser for one model's grammar, compiled once per config."""
+class Codec:
+    """Parsing, encoding and decoding for one model's config; tables are built once here."""
 
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
         ops = re.escape(config.operators)
         self._valid = re.compile(rf"[ \t]*[0-9]+(?:[ \t]*[{ops}][ \t]*[0-9]+)*[ \t]*", re.ASCII)
         self._tokens = re.compile(rf"[0-9]+|[{ops}]", re.ASCII)
+        self._symbol_index = np.full(256, -1, dtype=np.int64)
+        for index, symbol in enumerate(config.alphabet):
+            self._symbol_index[ord(symbol)] = index
+        self._one_hot = np.eye(len(config.alphabet), dtype=np.float32)
+        self._digit_value = np.full(len(config.alphabet), -1, dtype=np.int64)
+        self._digit_value[: len(DIGITS)] = np.arange(len(DIGITS))
+        self._powers = 10 ** np.arange(config.output_length - 1, -1, -1, dtype=np.int64)
 
     def parse(self, query: str) -> Expression:
         """Parse one query or raise QueryError saying what is wrong and where."""
@@ -111,85 +118,85 @@ class Parser:
                 )
         return Expression(terms, tuple(tokens[1::2]))
 
+    def canonical_text(self, expression: Expression) -> str:
+        """The exact string the model reads for an expression, one symbol per time step."""
+        config = self.config
+        width = config.operand_width
+        parts = [f"{expression.terms[0]:0{width}d}"]
+        for op, term in zip(expression.operators, expression.terms[1:]):
+            parts.append(op)
+            parts.append(f"{term:0{width}d}")
+        text = "".join(parts).ljust(config.input_length, PAD)
+        return text[::-1] if config.reverse_input else text
 
-def canonical_text(expression: Expression, config: ModelConfig) -> str:
-    """The exact string the model reads for an expression, one symbol per time step."""
-    width = config.operand_width
-    parts = [f"{expression.terms[0]:0{width}d}"]
-    for op, term in zip(expression.operators, expression.terms[1:]):
-        parts.append(op)
-        parts.append(f"{term:0{width}d}")
-    text = "".join(parts).ljust(config.input_length, PAD)
-    return text[::-1] if config.reverse_input else text
+    def answer_text(self, value: int) -> str:
+        """The exact string the model writes for an answer."""
+        text = f"{value:0{self.config.output_length}d}"
+        return text[::-1] if self.config.reverse_output else text
 
+    def texts_to_indices(self, texts: Sequence[str], length: int) -> np.ndarray:
+        """Map equal-length ASCII texts to alphabet indices, vectorised through one byte buffer."""
+        if not texts:
+            return np.zeros((0, length), dtype=np.int64)
+        raw = np.frombuffer("".join(texts).encode("ascii"), dtype=np.uint8).reshape(len(texts), length)
+        indices = self._symbol_index[raw]
+        if (indices < 0).any():
+            raise ValueError("text contains a symbol outside the model's alphabet")
+        return indices
 
-def answer_text(value: int, config: ModelConfig) -> str:
-    """The exact string the model writes for an answer."""
-    text = f"{value:0{config.output_length}d}"
-    return text[::-1] if config.reverse_output else text
+    def to_model_input(self, indices: np.ndarray) -> np.ndarray:
+        """Indices -> the tensor the model takes: one-hot float32 or int32 indices."""
+        if self.config.encoding == "index":
+            return indices.astype(np.int32)
+        return self._one_hot[indices]
 
+    def encode_expressions(self, expressions: Iterable[Expression]) -> np.ndarray:
+        texts = [self.canonical_text(e) for e in expressions]
+        return self.to_model_input(self.texts_to_indices(texts, self.config.input_length))
 
-def _lookup_table(config: ModelConfig) -> np.ndarray:
-    table = np.full(256, -1, dtype=np.int64)
-    for index, symbol in enumerate(config.alphabet):
-        table[ord(symbol)] = index
-    return table
+    def encode_queries(self, queries: Iterable[str]) -> np.ndarray:
+        """Parse and encode queries; the first bad one raises QueryError naming its position."""
+        expressions = []
+        for number, query in enumerate(queries, start=1):
+            try:
+                expressions.append(self.parse(query))
+            except QueryError as exc:
+                raise QueryError(f"query {number}: {exc}") from None
+        return self.encode_expressions(expressions)
 
+    def encode_answers(self, values: Iterable[int]) -> np.ndarray:
+        """Answers -> target indices, shape (n, output_length)."""
+        texts = [self.answer_text(v) for v in values]
+        return self.texts_to_indices(texts, self.config.output_length)
 
-def texts_to_indices(texts: Sequence[str], length: int, config: ModelConfig) -> np.ndarray:
-    """Map equal-length ASCII texts to alphabet indices, vectorised through one byte buffer."""
-    if not texts:
-        return np.zeros((0, length), dtype=np.int64)
-    raw = np.frombuffer("".join(texts).encode("ascii"), dtype=np.uint8).reshape(len(texts), length)
-    indices = _lookup_table(config)[raw]
-    if (indices < 0).any():
-        raise ValueError("text contains a symbol outside the model's alphabet")
-    return indices
+    def encode_one(self, expression: Expression) -> np.ndarray:
+        """encode_expressions for a single query, without the batch path's per-call overheads."""
+        raw = np.frombuffer(self.canonical_text(expression).encode("ascii"), dtype=np.uint8)
+        return self.to_model_input(self._symbol_index[raw][np.newaxis])
 
+    def decode_one(self, output: np.ndarray) -> int | None:
+        """decode_answers for a single row of output; None where the model wrote a non-digit."""
+        indices = output.argmax(axis=-1) if output.ndim == 2 else output
+        digits = self._digit_value[indices].tolist()
+        if self.config.reverse_output:
+            digits.reverse()
+        value = 0
+        for digit in digits:
+            if digit < 0:
+                return None
+            value = value * 10 + digit
+        return value
 
-def to_model_input(indices: np.ndarray, config: ModelConfig) -> np.ndarray:
-    """Indices -> the tensor the model takes: one-hot float32 or int32 indices."""
-    if config.encoding == "index":
-        return indices.astype(np.int32)
-    return np.eye(len(config.alphabet), dtype=np.float32)[indices]
+    def decode_answers(self, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Model output (probabilities or indices) -> (values, valid).
 
-
-def encode_expressions(expressions: Iterable[Expression], config: ModelConfig) -> np.ndarray:
-    texts = [canonical_text(e, config) for e in expressions]
-    return to_model_input(texts_to_indices(texts, config.input_length, config), config)
-
-
-def encode_queries(queries: Iterable[str], config: ModelConfig) -> np.ndarray:
-    """Parse and encode queries; the first bad one raises QueryError naming its position."""
-    parser = Parser(config)
-    expressions = []
-    for number, query in enumerate(queries, start=1):
-        try:
-            expressions.append(parser.parse(query))
-        except QueryError as exc:
-            raise QueryError(f"query {number}: {exc}") from None
-    return encode_expressions(expressions, config)
-
-
-def encode_answers(values: Iterable[int], config: ModelConfig) -> np.ndarray:
-    """Answers -> target indices, shape (n, output_length)."""
-    texts = [answer_text(v, config) for v in values]
-    return texts_to_indices(texts, config.output_length, config)
-
-
-def decode_answers(output: np.ndarray, config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Model output (probabilities or indices) -> (values, valid).
-
-    ``valid`` is False where the model wrote a non-digit symbol; such a row has
-    no answer and its value is 0. Vectorised: no Python loop over rows.
-    """
-    indices = output.argmax(axis=-1) if output.ndim == 3 else output
-    if config.reverse_output:
-        indices = indices[:, ::-1]
-    digit_of = np.full(len(config.alphabet), -1, dtype=np.int64)
-    digit_of[: len(DIGITS)] = np.arange(len(DIGITS))
-    digits = digit_of[indices]
-    valid = (digits >= 0).all(axis=1)
-    powers = 10 ** np.arange(config.output_length - 1, -1, -1, dtype=np.int64)
-    values = np.where(valid, (np.maximum(digits, 0) * powers).sum(axis=1), 0)
-    return values, valid
+        ``valid`` is False where the model wrote a non-digit symbol; such a row has
+        no answer and its value is 0. Vectorised: no Python loop over rows.
+        """
+        indices = output.argmax(axis=-1) if output.ndim == 3 else output
+        if self.config.reverse_output:
+            indices = indices[:, ::-1]
+        digits = self._digit_value[indices]
+        valid = (digits >= 0).all(axis=1)
+        values = np.where(valid, (np.maximum(digits, 0) * self._powers).sum(axis=1), 0)
+        return values, valid

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from runtime.codec import Expression, Parser, QueryError, decode_answers, encode_expressions
+from runtime.codec import Codec, Expression, QueryError
 from runtime.config import METADATA_KEY, ConfigError, ModelConfig
 
 MODELS_DIR = Path(__file__).parent / "models"
@@ -95,18 +95,18 @@ class Adder:
         self._session = _open_session(self.path, threads)
         self.config = _read_config(self._session, self.path)
         _check_signature(self._session, self.config, self.path)
-        self._parser = Parser(self.config)
+        self.codec = Codec(self.config)
         self._input_name = self._session.get_inputs()[0].name
 
     def parse(self, query: str) -> Expression:
-        return self._parser.parse(query)
+        return self.codec.parse(query)
 
     def _answer(self, expressions: list[Expression], queries: list[str]) -> list[int | QueryError]:
         if not expressions:
             return []
-        x = encode_expressions(expressions, self.config)
+        x = self.codec.encode_expressions(expressions)
         (probs,) = self._session.run(None, {self._input_name: x})
-        values, valid = decode_answers(probs, self.config)
+        values, valid = self.codec.decode_answers(probs)
         return [
             int(v) if ok else QueryError(f"the model wrote no valid number for {q!r}")
             for v, ok, q in zip(values.tolist(), valid.tolist(), queries)
@@ -114,10 +114,12 @@ class Adder:
 
     def __call__(self, query: str) -> int:
         """Answer one query, e.g. ``adder("3+10") == 13``; raises QueryError if it is invalid."""
-        (result,) = self._answer([self.parse(query)], [query])
-        if isinstance(result, QueryError):
-            raise result
-        return result
+        x = self.codec.encode_one(self.parse(query))
+        (probs,) = self._session.run(None, {self._input_name: x})
+        answer = self.codec.decode_one(probs[0])
+        if answer is None:
+            raise QueryError(f"the model wrote no valid number for {query!r}")
+        return answer
 
     def results(self, queries: Iterable[str], chunk_size: int = CHUNK_SIZE) -> Iterator[int | QueryError]:
         """One result per query, in order: the answer, or the QueryError explaining why not.

@@ -5,36 +5,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.codec import (
-    MAX_QUERY_CHARS,
-    Expression,
-    Parser,
-    QueryError,
-    answer_text,
-    canonical_text,
-    decode_answers,
-    encode_answers,
-    encode_queries,
-    texts_to_indices,
-)
+from runtime.codec import MAX_QUERY_CHARS, Codec, Expression, QueryError
 from runtime.config import ModelConfig
 
 CONFIG = ModelConfig()
-PARSER = Parser(CONFIG)
+CODEC = Codec(CONFIG)
 
 
 def test_query_is_zero_padded_and_reversed_for_the_encoder():
-    assert canonical_text(PARSER.parse("50+11"), CONFIG) == "110+050"
-    assert canonical_text(PARSER.parse("50+11"), ModelConfig(reverse_input=False)) == "050+011"
+    assert CODEC.canonical_text(CODEC.parse("50+11")) == "110+050"
+    assert Codec(ModelConfig(reverse_input=False)).canonical_text(CODEC.parse("50+11")) == "050+011"
 
 
 def test_answer_is_zero_padded_and_optionally_last_digit_first():
-    assert answer_text(61, CONFIG) == "0061"
-    assert answer_text(61, ModelConfig(reverse_output=True)) == "1600"
+    assert Codec(ModelConfig(reverse_output=False)).answer_text(61) == "0061"
+    assert Codec(ModelConfig(reverse_output=True)).answer_text(61) == "1600"
 
 
 def test_one_hot_encoding_has_one_symbol_per_step():
-    x = encode_queries(["3+10", "999+999"], CONFIG)
+    x = CODEC.encode_queries(["3+10", "999+999"])
     assert x.shape == (2, 7, 12) and x.dtype == np.float32
     assert (x.sum(axis=-1) == 1).all()
     assert "".join(CONFIG.alphabet[i] for i in x[0].argmax(-1)) == "010+300"
@@ -42,7 +31,7 @@ def test_one_hot_encoding_has_one_symbol_per_step():
 
 def test_index_encoding_gives_int32_symbol_indices():
     config = ModelConfig(encoding="index")
-    x = encode_queries(["3+10"], config)
+    x = Codec(config).encode_queries(["3+10"])
     assert x.dtype == np.int32 and x.shape == (1, 7)
 
 
@@ -50,27 +39,29 @@ def test_index_encoding_gives_int32_symbol_indices():
 def test_answers_round_trip_through_target_encoding(reverse_output):
     config = ModelConfig(reverse_output=reverse_output)
     values = np.array([0, 7, 61, 999, 1998])
-    decoded, valid = decode_answers(encode_answers(values, config), config)
+    codec = Codec(config)
+    decoded, valid = codec.decode_answers(codec.encode_answers(values))
     assert valid.all() and (decoded == values).all()
 
 
 def test_probabilities_decode_by_argmax():
-    targets = encode_answers([1234], CONFIG)
+    targets = CODEC.encode_answers([1234])
     probs = np.eye(len(CONFIG.alphabet))[targets] * 0.9 + 0.01
-    decoded, valid = decode_answers(probs, CONFIG)
+    decoded, valid = CODEC.decode_answers(probs)
     assert decoded.tolist() == [1234] and valid.tolist() == [True]
 
 
 def test_a_non_digit_in_the_models_output_is_marked_invalid_not_misread():
     plus, pad = CONFIG.alphabet.index("+"), CONFIG.alphabet.index(" ")
-    decoded, valid = decode_answers(np.array([[0, 0, 6, 1], [0, plus, 6, 1], [pad, 0, 0, 1]]), CONFIG)
+    codec = Codec(ModelConfig(reverse_output=False))
+    decoded, valid = codec.decode_answers(np.array([[0, 0, 6, 1], [0, plus, 6, 1], [pad, 0, 0, 1]]))
     assert valid.tolist() == [True, False, False]
     assert decoded[0] == 61
 
 
 def test_symbols_outside_the_alphabet_are_refused_by_the_table():
     with pytest.raises(ValueError):
-        texts_to_indices(["12-4"], 4, CONFIG)
+        CODEC.texts_to_indices(["12-4"], 4)
 
 
 @pytest.mark.parametrize(
@@ -78,7 +69,7 @@ def test_symbols_outside_the_alphabet_are_refused_by_the_table():
     [("3+10", (3, 10)), (" 3 + 10 ", (3, 10)), ("\t999+0\t", (999, 0)), ("007+3", (7, 3)), ("0+0", (0, 0))],
 )
 def test_accepted_queries(query, terms):
-    assert PARSER.parse(query) == Expression(terms, ("+",))
+    assert CODEC.parse(query) == Expression(terms, ("+",))
 
 
 @pytest.mark.parametrize(
@@ -110,26 +101,26 @@ def test_accepted_queries(query, terms):
 )
 def test_refused_queries_say_what_is_wrong(query, message):
     with pytest.raises(QueryError, match=re.escape(message)):
-        PARSER.parse(query)
+        CODEC.parse(query)
 
 
 def test_non_text_is_refused():
     with pytest.raises(QueryError, match="must be text"):
-        PARSER.parse(12)  # type: ignore[arg-type]
+        CODEC.parse(12)  # type: ignore[arg-type]
 
 
 def test_encode_queries_names_the_first_bad_query():
     with pytest.raises(QueryError, match="query 2: "):
-        encode_queries(["1+1", "1+"], CONFIG)
+        CODEC.encode_queries(["1+1", "1+"])
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.integers(0, 999), st.integers(0, 999), st.sampled_from(["", " ", "  ", "\t"]), st.integers(0, 2))
 def test_every_spelling_of_an_in_domain_query_parses_to_its_terms(a, b, space, zeros):
     query = f"{space}{'0' * zeros}{a}{space}+{space}{b}{space}"
-    parsed = PARSER.parse(query)
+    parsed = CODEC.parse(query)
     assert parsed.terms == (a, b) and parsed.value == a + b
-    x = encode_queries([query], CONFIG)
+    x = CODEC.encode_queries([query])
     text = "".join(CONFIG.alphabet[i] for i in x[0].argmax(-1))
     assert text[::-1] == f"{a:03d}+{b:03d}"
 
@@ -138,7 +129,7 @@ def test_every_spelling_of_an_in_domain_query_parses_to_its_terms(a, b, space, z
 @given(st.text(max_size=40))
 def test_arbitrary_text_is_answered_or_refused_with_query_error_only(text):
     try:
-        parsed = PARSER.parse(text)
+        parsed = CODEC.parse(text)
     except QueryError:
         return
     assert len(parsed.terms) == 2 and all(0 <= t <= 999 for t in parsed.terms)
@@ -151,8 +142,20 @@ def test_a_mutated_query_is_refused_or_still_means_what_it_says(a, b, position, 
     query = f"{a}+{b}"
     mutated = query[:position] + char + query[position:]
     try:
-        parsed = PARSER.parse(mutated)
+        parsed = CODEC.parse(mutated)
     except QueryError:
         return
     digits = mutated.replace(" ", "").replace("\t", "").split("+")
     assert parsed.terms == tuple(int(d) for d in digits)
+
+
+@pytest.mark.parametrize("reverse_output", [False, True])
+def test_single_query_paths_match_the_batch_paths(reverse_output):
+    codec = Codec(ModelConfig(reverse_output=reverse_output))
+    expressions = [codec.parse(q) for q in ("0+0", "3+10", "999+999", "500+77")]
+    batch = codec.encode_expressions(expressions)
+    for row, expression in zip(batch, expressions):
+        assert (codec.encode_one(expression)[0] == row).all()
+    outputs = np.concatenate([codec.encode_answers([0, 13, 1998, 577]), [[10, 0, 0, 1]]])
+    values, valid = codec.decode_answers(outputs)
+    assert [codec.decode_one(row) for row in outputs] == [v if ok else None for v, ok in zip(values, valid)]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from runtime import Adder
-from runtime.codec import decode_answers, encode_expressions
+from runtime.codec import Codec
 from tests.conftest import needs_training, run_adder
 
 ATOL = 1e-5
@@ -22,11 +22,12 @@ def assert_parity(keras_path: Path, onnx_path: Path, expressions, randoms: int =
     model, config = load_keras(keras_path)
     adder = Adder(onnx_path)
     assert adder.config == config
-    x = encode_expressions(expressions, config)
+    codec = Codec(config)
+    x = codec.encode_expressions(expressions)
     keras_out, onnx_out = keras_probs(model, x), adder.predict_tensor(x)
     assert np.abs(keras_out - onnx_out).max() <= ATOL
-    keras_answers, keras_valid = decode_answers(keras_out, config)
-    onnx_answers, onnx_valid = decode_answers(onnx_out, config)
+    keras_answers, keras_valid = codec.decode_answers(keras_out)
+    onnx_answers, onnx_valid = codec.decode_answers(onnx_out)
     assert (keras_answers == onnx_answers).all() and (keras_valid == onnx_valid).all()
     x_random = random_inputs(config, randoms, np.random.default_rng(1))
     assert np.abs(keras_probs(model, x_random) - adder.predict_tensor(x_random)).max() <= ATOL

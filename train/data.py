@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from runtime.codec import Expression, encode_answers, encode_expressions
+from runtime.codec import Codec, Expression
 from runtime.config import ModelConfig
 
 
@@ -26,7 +26,8 @@ def epoch_data(config: ModelConfig, count: int, seed: int, epoch: int) -> tuple[
     """Fresh samples for one epoch, a pure function of (seed, epoch) so a resumed run sees the same data."""
     rng = np.random.default_rng([seed, epoch])
     expressions = sample_expressions(config, count, rng)
-    return encode_expressions(expressions, config), encode_answers([e.value for e in expressions], config)
+    codec = Codec(config)
+    return codec.encode_expressions(expressions), codec.encode_answers([e.value for e in expressions])
 
 
 def all_expressions(config: ModelConfig, chunk: int = 100_000) -> Iterator[list[Expression]]:

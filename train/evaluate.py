@@ -21,7 +21,7 @@ EXHAUSTIVE_LIMIT = 5_000_000
 SAMPLE_SIZE = 1_000_000
 SHOWN_WRONG = 10
 
-# Answers a list of expressions: (values, valid) as runtime.codec.decode_answers returns.
+# Answers a list of expressions: (values, valid) as Codec.decode_answers returns.
 Predictor = Callable[[list[Expression]], tuple[np.ndarray, np.ndarray]]
 
 

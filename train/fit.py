@@ -13,7 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from runtime.codec import decode_answers, encode_expressions
+from runtime.codec import Codec
 from runtime.config import ModelConfig
 from train.archive import save_keras, write_atomic
 from train.data import epoch_data, sample_expressions
@@ -44,10 +44,12 @@ def checkpoint_dir(out: Path) -> Path:
 
 
 def keras_predictor(model: keras.Model, config: ModelConfig, batch: int = 4096):
+    codec = Codec(config)
+
     def predict(expressions):
-        x = encode_expressions(expressions, config)
+        x = codec.encode_expressions(expressions)
         probs = np.concatenate([np.asarray(model(x[i : i + batch], training=False)) for i in range(0, len(x), batch)])
-        return decode_answers(probs, config)
+        return codec.decode_answers(probs)
 
     return predict
 
