@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -22,12 +23,18 @@ def export(
     atol: Annotated[float, typer.Option(help="Largest probability difference allowed between Keras and ONNX.")] = 1e-5,
     queries: Annotated[int, typer.Option(help="Domain queries compared between Keras and ONNX.")] = 4000,
     randoms: Annotated[int, typer.Option(help="Random symbol sequences compared between Keras and ONNX.")] = 1000,
+    quantize: Annotated[
+        str,
+        typer.Option(help="'none' (float32), or 'int8': dynamic quantization, judged by exact-match over the domain."),
+    ] = "none",
 ) -> None:
     """Convert a trained model to ONNX, embed its config, and prove the result matches Keras.
 
     The file at --output is replaced only once validation has passed.
     """
-    output = output or model.with_suffix(".onnx")
+    if quantize not in ("none", "int8"):
+        raise fail(f"--quantize must be 'none' or 'int8', got {quantize!r}")
+    output = output or model.with_suffix(".int8.onnx" if quantize == "int8" else ".onnx")
     if output.suffix != ".onnx":
         raise fail(f"--output must end in .onnx, got {output}")
     if not output.parent.is_dir():
@@ -38,7 +45,7 @@ def export(
     # tf2onnx converts TensorFlow graphs, whatever backend the model was trained with.
     os.environ["KERAS_BACKEND"] = "tensorflow"
 
-    from export.convert import fused_lstm_count, keras_to_onnx
+    from export.convert import fused_lstm_count, keras_to_onnx, quantize_int8
     from export.validate import ValidationError, validate_export
     from runtime import Adder, ModelError
     from runtime.config import ConfigError
@@ -49,17 +56,41 @@ def export(
     except (ArchiveError, ConfigError) as exc:
         raise fail(str(exc)) from None
     proto = keras_to_onnx(keras_model, config)
-    with atomic_path(output) as tmp:
-        tmp.write_bytes(proto.SerializeToString())
+
+    def write_validated(path: Path) -> None:
+        path.write_bytes(proto.SerializeToString())
         try:
-            report = validate_export(keras_model, Adder(tmp), config, queries, randoms, atol)
+            report = validate_export(keras_model, Adder(path), config, queries, randoms, atol)
         except (ValidationError, ModelError) as exc:
             raise fail(f"{output} not written: {exc}") from None
-    typer.echo(
-        f"wrote {output} ({output.stat().st_size:,} bytes, {fused_lstm_count(proto)} fused LSTM ops); "
-        f"matches Keras on {report.domain_queries:,} queries and {report.random_inputs:,} random inputs "
-        f"(max probability difference {report.max_abs_diff:.2g}, tolerance {atol:g})"
-    )
+        typer.echo(
+            f"float32 export: {path.stat().st_size:,} bytes, {fused_lstm_count(proto)} fused LSTM ops; "
+            f"matches Keras on {report.domain_queries:,} queries and {report.random_inputs:,} random inputs "
+            f"(max probability difference {report.max_abs_diff:.2g}, tolerance {atol:g})"
+        )
+
+    with atomic_path(output) as tmp:
+        if quantize == "int8":
+            with tempfile.TemporaryDirectory(dir=output.parent) as folder:
+                float32 = Path(folder) / "float32.onnx"
+                write_validated(float32)
+                quantize_int8(float32, tmp)
+            describe_int8(tmp, config)
+        else:
+            write_validated(tmp)
+    typer.echo(f"wrote {output} ({output.stat().st_size:,} bytes)")
+
+
+def describe_int8(path: Path, config) -> None:
+    """An int8 model cannot match float32 probabilities to 1e-5; report what it gets right instead."""
+    from runtime import Adder
+    from train.cli import onnx_predictor
+    from train.evaluate import evaluate
+
+    result = evaluate(onnx_predictor(Adder(path)), config)
+    typer.echo(f"int8 export: {path.stat().st_size:,} bytes; {result.summary()}")
+    for example in result.first_wrong[:5]:
+        typer.echo(f"  {example['query']} = {example['expected']}, int8 model says {example['got']}")
 
 
 def main() -> None:

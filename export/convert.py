@@ -7,6 +7,8 @@ fused ``LSTM`` op.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import onnx
 
 from runtime.config import METADATA_KEY, ModelConfig
@@ -49,3 +51,14 @@ def _rename_output(proto: onnx.ModelProto, name: str) -> str:
 
 def fused_lstm_count(proto: onnx.ModelProto) -> int:
     return sum(node.op_type == "LSTM" for node in proto.graph.node)
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    """onnxruntime's dynamic quantization: int8 weights, activations quantized at run time."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(source, target, weight_type=QuantType.QInt8)
+    proto = onnx.load(target)
+    if not any(p.key == METADATA_KEY for p in proto.metadata_props):
+        onnx.helper.set_model_props(proto, {p.key: p.value for p in onnx.load(source).metadata_props})
+        onnx.save(proto, target)

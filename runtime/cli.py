@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
+from stat import S_ISREG
 from typing import Annotated
 
 import typer
@@ -17,23 +19,58 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 EXIT_BAD_QUERY = 1
 EXIT_USAGE = 2
+CHUNK = 8192  # queries per onnxruntime call and per write
 
 
-def stdin_lines() -> Iterator[str]:
+class StdinLines:
     """Lines of stdin without their endings; invalid UTF-8 survives as surrogates the parser refuses."""
-    for raw in sys.stdin.buffer:
-        yield raw.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
+
+    def __init__(self) -> None:
+        self.bytes_read = 0
+        stat = os.fstat(sys.stdin.fileno())
+        self.size = stat.st_size if S_ISREG(stat.st_mode) else None
+
+    def __iter__(self) -> Iterator[str]:
+        for raw in sys.stdin.buffer:
+            self.bytes_read += len(raw)
+            yield raw.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
 
 
-def answer_stream(adder, queries: Iterable[str], label: str, as_json: bool) -> int:
+class Progress:
+    """A one-line progress bar on stderr, drawn only for a person watching a large input."""
+
+    def __init__(self, source: StdinLines | None) -> None:
+        self.source = source
+        self.enabled = source is not None and sys.stderr.isatty()
+        self.drawn = False
+
+    def update(self, answered: int) -> None:
+        if not self.enabled or answered < CHUNK:
+            return
+        size = self.source.size
+        if size:
+            share = min(self.source.bytes_read / size, 1.0)
+            bar = "#" * int(30 * share)
+            sys.stderr.write(f"\r[{bar:<30}] {100 * share:3.0f}%  {answered:,} lines")
+        else:
+            sys.stderr.write(f"\r{answered:,} lines answered")
+        sys.stderr.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\n")
+
+
+def answer_stream(adder, queries: Iterable[str], label: str, as_json: bool, progress: Progress) -> int:
     """Write one output line per query, in order; return how many queries failed."""
     failed = 0
     out = sys.stdout
     iterator = iter(queries)
     number = 0
-    while chunk := list(islice(iterator, 8192)):
+    while chunk := list(islice(iterator, CHUNK)):
         lines = []
-        for query, result in zip(chunk, adder.results(chunk)):
+        for query, result in zip(chunk, adder.results(chunk, CHUNK)):
             number += 1
             if isinstance(result, QueryError):
                 failed += 1
@@ -43,6 +80,8 @@ def answer_stream(adder, queries: Iterable[str], label: str, as_json: bool) -> i
                 lines.append(json.dumps({"query": query, "answer": result}) if as_json else str(result))
         out.write("\n".join(lines) + "\n")
         out.flush()
+        progress.update(number)
+    progress.close()
     return failed
 
 
@@ -101,9 +140,10 @@ def main(
         if not queries and sys.stdin.isatty():
             typer.echo('error: no query given; try: adder "3+10"  (or pipe one query per line)', err=True)
             raise typer.Exit(EXIT_USAGE)
-        failed = answer_stream(adder, stdin_lines(), "line", as_json)
+        lines = StdinLines()
+        failed = answer_stream(adder, lines, "line", as_json, Progress(lines))
     else:
-        failed = answer_stream(adder, queries, "query", as_json)
+        failed = answer_stream(adder, queries, "query", as_json, Progress(None))
     if failed:
         raise typer.Exit(EXIT_BAD_QUERY)
 

@@ -204,23 +204,27 @@ def predictor_for(path: Path):
         except (ArchiveError, ConfigError) as exc:
             raise fail(str(exc)) from None
         return keras_predictor(model, config), config
-    import numpy as np
-
     from runtime import Adder, ModelError
-    from train.evaluate import query_text
 
     try:
         adder = Adder(path)
     except ModelError as exc:
         raise fail(str(exc)) from None
+    return onnx_predictor(adder), adder.config
+
+
+def onnx_predictor(adder):
+    """Answers through the public string API, exactly as `adder -` does."""
+    import numpy as np
+
+    from train.evaluate import query_text
 
     def predict(expressions):
-        # Through the public string API, exactly as `adder -` answers.
         results = list(adder.results(query_text(e) for e in expressions))
         valid = np.array([isinstance(r, int) for r in results])
         return np.array([r if isinstance(r, int) else 0 for r in results], dtype=np.int64), valid
 
-    return predict, adder.config
+    return predict
 
 
 def main() -> None:

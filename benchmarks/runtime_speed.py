@@ -1,0 +1,181 @@
+"""Runtime speed and memory beside Keras, all measured in one run on one machine.
+
+Prints a table of medians and ratios against the targets, and writes JSON.
+Needs the train extra (for the Keras side). Not a test; run by hand:
+
+    python benchmarks/runtime_speed.py --json benchmarks/runtime_speed.json
+
+Cold start and memory time whole processes (`adder "3+10"` against
+`python -c "import onnxruntime, numpy"`, the floor for any Python onnxruntime
+program); throughput compares strings-in-ints-out through `Adder.batch` with Keras
+`model.predict` on tensors that are already encoded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+from runtime import Adder  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+KERAS_MODEL = REPO / "train" / "models" / "default.keras"
+QUERY = "3+10"
+
+
+def adder_command() -> list[str]:
+    found = shutil.which("adder")
+    return [found] if found else [sys.executable, "-m", "runtime"]
+
+
+def run_process(command: list[str], stdin_path: Path | None = None) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of one fresh process."""
+    stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if stdin_path:
+        stdin.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{command} failed")
+    return seconds, usage.ru_maxrss * 1024
+
+
+def median_process(command: list[str], repeats: int, stdin_path: Path | None = None) -> tuple[float, int]:
+    runs = [run_process(command, stdin_path) for _ in range(repeats)]
+    return statistics.median(r[0] for r in runs), max(r[1] for r in runs)
+
+
+def per_call(fn, calls: int, repeats: int = 5) -> float:
+    """Median seconds per call over several timed loops."""
+    fn()
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        timings.append((time.perf_counter() - started) / calls)
+    return statistics.median(timings)
+
+
+def keras_query_script() -> str:
+    return (
+        "import os; os.environ.setdefault('KERAS_BACKEND', 'tensorflow');"
+        "from train.archive import load_keras; from runtime.codec import Codec;"
+        f"m, c = load_keras({str(KERAS_MODEL)!r}); x = Codec(c).encode_queries([{QUERY!r}]);"
+        "print(Codec(c).decode_one(m(x, training=False).numpy()[0]))"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Runtime speed and memory beside Keras.")
+    parser.add_argument("--queries", type=int, default=1_000_000, help="queries for the throughput rows")
+    parser.add_argument("--repeats", type=int, default=7, help="fresh processes per cold-start row")
+    parser.add_argument("--json", help="write the figures to this file")
+    args = parser.parse_args()
+
+    import keras  # noqa: F401  (the Keras side of every comparison)
+
+    from train.archive import load_keras
+
+    rows: dict[str, float] = {}
+    floor_s, floor_rss = median_process([sys.executable, "-c", "import onnxruntime, numpy"], args.repeats)
+    cold_s, cold_rss = median_process([*adder_command(), QUERY], args.repeats)
+    keras_s, keras_rss = median_process([sys.executable, "-c", keras_query_script()], 3)
+    rows |= {"floor_s": floor_s, "cold_start_s": cold_s, "keras_process_s": keras_s}
+    rows |= {"adder_rss": cold_rss, "keras_rss": keras_rss, "floor_rss": floor_rss}
+
+    adder = Adder()
+    model, config = load_keras(KERAS_MODEL)
+    x_one = adder.codec.encode_queries([QUERY])
+    rows["adder_call_s"] = per_call(lambda: adder(QUERY), 2000)
+    rows["keras_call_s"] = per_call(lambda: model(x_one, training=False), 50)
+    rows["keras_predict_call_s"] = per_call(lambda: model.predict(x_one, verbose=0), 20)
+
+    rng = np.random.default_rng(0)
+    terms = rng.integers(0, config.max_operand + 1, size=(args.queries, 2))
+    queries = [f"{a}+{b}" for a, b in terms.tolist()]
+    started = time.perf_counter()
+    answers = adder.batch(queries)
+    rows["adder_batch_s"] = time.perf_counter() - started
+    rows["adder_batch_wrong"] = int((np.array(answers) != terms.sum(axis=1)).sum())
+    x_all = adder.codec.encode_queries(queries)
+    started = time.perf_counter()
+    model.predict(x_all, batch_size=8192, verbose=0)
+    rows["keras_predict_s"] = time.perf_counter() - started
+    del x_all
+
+    with tempfile.TemporaryDirectory() as folder:
+        small, large = Path(folder) / "small.txt", Path(folder) / "large.txt"
+        small.write_text("\n".join(queries[:10_000]) + "\n")
+        large.write_text("\n".join(queries) + "\n")
+        rows["stream_small_s"], rows["stream_small_rss"] = run_process([*adder_command(), "-"], small)
+        rows["stream_large_s"], rows["stream_large_rss"] = run_process([*adder_command(), "-"], large)
+
+    n = args.queries
+    table = [
+        (
+            'cold start: adder "3+10" / import onnxruntime, numpy',
+            f"{cold_s * 1e3:.0f} ms / {floor_s * 1e3:.0f} ms",
+            cold_s / floor_s,
+            "<= 1.5",
+            cold_s / floor_s <= 1.5,
+        ),
+        (
+            'warm query: Keras model(x) / Adder()("3+10")',
+            f"{rows['keras_call_s'] * 1e3:.2f} ms / {rows['adder_call_s'] * 1e6:.0f} us",
+            rows["keras_call_s"] / rows["adder_call_s"],
+            ">= 300",
+            rows["keras_call_s"] / rows["adder_call_s"] >= 300,
+        ),
+        (
+            f"throughput, {n:,} queries: Adder.batch / Keras predict (q/s)",
+            f"{n / rows['adder_batch_s']:,.0f} / {n / rows['keras_predict_s']:,.0f}",
+            rows["keras_predict_s"] / rows["adder_batch_s"],
+            ">= 1.5",
+            rows["keras_predict_s"] / rows["adder_batch_s"] >= 1.5,
+        ),
+        (
+            f"adder - streaming: peak RSS {n:,} lines / 10,000 lines",
+            f"{rows['stream_large_rss'] / 2**20:.0f} MiB / {rows['stream_small_rss'] / 2**20:.0f} MiB",
+            rows["stream_large_rss"] / rows["stream_small_rss"],
+            "<= 1.2 (flat)",
+            rows["stream_large_rss"] / rows["stream_small_rss"] <= 1.2,
+        ),
+        (
+            'peak RSS: adder "3+10" / Keras process',
+            f"{cold_rss / 2**20:.0f} MiB / {keras_rss / 2**20:.0f} MiB",
+            cold_rss / keras_rss,
+            "<= 0.2",
+            cold_rss / keras_rss <= 0.2,
+        ),
+    ]
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"{'measure':<62} {'values':>26} {'ratio':>8} {'target':>14}  met")
+    for name, values, ratio, target, met in table:
+        print(f"{name:<62} {values:>26} {ratio:>8.2f} {target:>14}  {'yes' if met else 'NO'}")
+    print(
+        f"streamed {n:,} lines in {rows['stream_large_s']:.1f} s; "
+        f"Adder.batch wrong answers: {rows['adder_batch_wrong']}"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "targets_met": all(t[-1] for t in table)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
