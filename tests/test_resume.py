@@ -63,3 +63,15 @@ def test_a_checkpoint_from_other_options_is_not_silently_reused(tmp_path):
         timeout=300,
     )
     assert second.returncode != 0 and "other options" in second.stderr
+
+
+def test_same_seed_same_machine_gives_the_same_model(tmp_path):
+    from train.archive import load_keras
+
+    weights = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.keras"
+        args = ["--largest", "9", "--epochs", "2", "--samples", "512", "--seed", "11", "--no-evaluate"]
+        subprocess.run([*TRAIN, *args, "--out", str(out)], check=True, capture_output=True, timeout=300)
+        weights.append(load_keras(out)[0].get_weights())
+    assert all((a == b).all() for a, b in zip(*weights))
