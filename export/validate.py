@@ -15,7 +15,13 @@ from runtime.codec import Codec
 from runtime.config import ModelConfig
 from train.data import sample_expressions
 
+# Domain queries: what users are answered. Random symbol sequences lie far outside
+# the training distribution, where a confident model amplifies float32 rounding: on
+# the default model, Keras itself is 8.5e-6 from a float64 reference there and
+# onnxruntime 1.4e-5 (scratch measurement in the README). A conversion bug moves
+# probabilities by 1e-2 or more, so 1e-4 still catches it by two orders of magnitude.
 ATOL = 1e-5
+ATOL_RANDOM = 1e-4
 
 
 class ValidationError(ValueError):
@@ -26,7 +32,8 @@ class ValidationError(ValueError):
 class ValidationReport:
     domain_queries: int
     random_inputs: int
-    max_abs_diff: float
+    domain_max_diff: float
+    random_max_diff: float
     answers_differing: int
 
 
@@ -40,6 +47,11 @@ def random_inputs(config: ModelConfig, count: int, rng: np.random.Generator) -> 
     return Codec(config).to_model_input(indices)
 
 
+def max_abs_diff(model, adder: Adder, x: np.ndarray) -> float:
+    diff = np.abs(keras_probs(model, x) - adder.predict_tensor(x))
+    return float(diff.max()) if diff.size else 0.0
+
+
 def validate_export(
     model,
     adder: Adder,
@@ -47,22 +59,23 @@ def validate_export(
     queries: int = 4000,
     randoms: int = 1000,
     atol: float = ATOL,
+    atol_random: float = ATOL_RANDOM,
     seed: int = 0,
 ) -> ValidationReport:
+    """Compare Keras and the ONNX model loaded by the runtime; raise ValidationError past tolerance."""
     rng = np.random.default_rng(seed)
     x_domain = adder.codec.encode_expressions(sample_expressions(config, queries, rng))
     x_random = random_inputs(config, randoms, rng)
-    worst = 0.0
-    for x in (x_domain, x_random):
-        diff = np.abs(keras_probs(model, x) - adder.predict_tensor(x))
-        worst = max(worst, float(diff.max()) if diff.size else 0.0)
     keras_answers, keras_valid = adder.codec.decode_answers(keras_probs(model, x_domain))
     onnx_answers, onnx_valid = adder.codec.decode_answers(adder.predict_tensor(x_domain))
     differing = int(((keras_answers != onnx_answers) | (keras_valid != onnx_valid)).sum())
-    report = ValidationReport(queries, randoms, worst, differing)
-    if worst > atol or differing:
+    report = ValidationReport(
+        queries, randoms, max_abs_diff(model, adder, x_domain), max_abs_diff(model, adder, x_random), differing
+    )
+    if report.domain_max_diff > atol or report.random_max_diff > atol_random or differing:
         raise ValidationError(
-            f"ONNX export disagrees with Keras: max probability difference {worst:.3g} "
-            f"(tolerance {atol:g}), {differing} of {queries} decoded answers differ"
+            f"ONNX export disagrees with Keras: max probability difference {report.domain_max_diff:.3g} "
+            f"on domain queries (tolerance {atol:g}), {report.random_max_diff:.3g} on random inputs "
+            f"(tolerance {atol_random:g}); {differing} of {queries} decoded answers differ"
         )
     return report

@@ -69,3 +69,42 @@ def test_missing_model_is_a_one_line_error(tmp_path):
 def test_model_from_environment_variable(tmp_path):
     result = run_adder("1+1", env={"ADDER_MODEL": str(tmp_path / "env.onnx")})
     assert result.returncode == 2 and "env.onnx" in result.stderr.decode()
+
+
+class _Terminal:
+    def __init__(self):
+        self.text = ""
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+
+class _Source:
+    size = 1000
+    bytes_read = 500
+
+
+def test_progress_bar_is_drawn_only_on_a_terminal_for_large_input(monkeypatch):
+    from runtime import cli
+
+    terminal = _Terminal()
+    monkeypatch.setattr(cli.sys, "stderr", terminal)
+    progress = cli.Progress(_Source())
+    progress.update(10)  # small input: nothing drawn
+    assert terminal.text == ""
+    progress.update(cli.CHUNK * 2)
+    progress.close()
+    assert "50%" in terminal.text and f"{cli.CHUNK * 2:,} lines" in terminal.text and terminal.text.endswith("\n")
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(monkeypatch):
+    from runtime import cli
+
+    progress = cli.Progress(_Source())
+    assert not progress.enabled or cli.sys.stderr.isatty()

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from export.validate import ATOL_RANDOM
 from runtime import Adder
 from runtime.codec import Codec
 from tests.conftest import needs_training, run_adder
@@ -15,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = [needs_training, pytest.mark.slow]
 
 
-def assert_parity(keras_path: Path, onnx_path: Path, expressions, randoms: int = 500):
+def assert_parity(keras_path: Path, onnx_path: Path, expressions, randoms: int = 500, atol_random: float = ATOL):
     from export.validate import keras_probs, random_inputs
     from train.archive import load_keras
 
@@ -30,7 +31,7 @@ def assert_parity(keras_path: Path, onnx_path: Path, expressions, randoms: int =
     onnx_answers, onnx_valid = codec.decode_answers(onnx_out)
     assert (keras_answers == onnx_answers).all() and (keras_valid == onnx_valid).all()
     x_random = random_inputs(config, randoms, np.random.default_rng(1))
-    assert np.abs(keras_probs(model, x_random) - adder.predict_tensor(x_random)).max() <= ATOL
+    assert np.abs(keras_probs(model, x_random) - adder.predict_tensor(x_random)).max() <= atol_random
 
 
 def test_tiny_model_agrees_on_every_query_of_its_domain(tiny_model):
@@ -72,7 +73,7 @@ def test_validation_fails_loudly_when_the_export_differs(tiny_model):
     keras_path, onnx_path = tiny_model
     model, config = load_keras(keras_path)
     model.set_weights([w + 0.05 for w in model.get_weights()])
-    with pytest.raises(ValidationError, match="max probability difference"):
+    with pytest.raises(ValidationError, match="max probability difference .* on domain queries"):
         validate_export(model, Adder(onnx_path), config, queries=200, randoms=50)
 
 
@@ -83,4 +84,5 @@ def test_shipped_default_model_agrees_with_its_keras_source():
     keras_path = REPO / "train" / "models" / "default.keras"
     config = read_keras_config(keras_path)
     expressions = sample_expressions(config, 20_000, np.random.default_rng(5))
-    assert_parity(keras_path, REPO / "runtime" / "models" / "default.onnx", expressions)
+    # Random symbol sequences amplify float32 rounding in a confident model; see export/validate.py.
+    assert_parity(keras_path, REPO / "runtime" / "models" / "default.onnx", expressions, atol_random=ATOL_RANDOM)
