@@ -122,3 +122,8 @@ def test_runtime_never_imports_the_training_stack():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_multi_threaded_batches_give_the_same_answers_as_one_thread():
+    queries = [f"{a}+{b}" for a in range(0, 1000, 31) for b in range(0, 1000, 53)]
+    assert Adder(threads=2).batch(queries) == Adder(threads=1).batch(queries)
