@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from functools import cache
 from typing import NamedTuple
 
 import numpy as np
@@ -23,58 +24,190 @@ from runtime.config import DIGITS, PAD, ModelConfig
 # Longer input is refused before any parsing work; generous for spaces.
 MAX_QUERY_CHARS = 256
 _SPACES = " \t"
+_MINUS = -2  # digit-table marker for the sign of a negative answer
 
 
 class QueryError(ValueError):
     """A query the model cannot answer, with a message a person understands."""
 
 
+Span = tuple[int, int]  # brackets enclosing terms first..last (0-based, inclusive)
+
+
 class Expression(NamedTuple):
     terms: tuple[int, ...]
     operators: tuple[str, ...]
+    brackets: tuple[Span, ...] = ()
+
+    def tokens(self, width: int = 0) -> list[str]:
+        """The written form, token by token; operands zero-padded to ``width``."""
+        out: list[str] = []
+        for i, term in enumerate(self.terms):
+            out += ["("] * sum(1 for first, _ in self.brackets if first == i)
+            out.append(f"{term:0{width}d}")
+            out += [")"] * sum(1 for _, last in self.brackets if last == i)
+            if i < len(self.operators):
+                out.append(self.operators[i])
+        return out
+
+    def text(self) -> str:
+        return "".join(self.tokens())
 
     @property
     def value(self) -> int:
-        return sum(self.terms)
+        if not self.brackets and "*" not in self.operators and "-" not in self.operators:
+            return sum(self.terms)
+        return _evaluate(self.tokens())
+
+
+def _evaluate(tokens: list[str]) -> int:
+    """Integer value with the usual precedence: brackets, then *, then + and - from the left."""
+    position = 0
+
+    def operand() -> int:
+        nonlocal position
+        token = tokens[position]
+        position += 1
+        if token == "(":
+            value = expression()
+            position += 1  # the matching ")"
+            return value
+        return int(token)
+
+    def product() -> int:
+        nonlocal position
+        value = operand()
+        while position < len(tokens) and tokens[position] == "*":
+            position += 1
+            value *= operand()
+        return value
+
+    def expression() -> int:
+        nonlocal position
+        value = product()
+        while position < len(tokens) and tokens[position] in "+-":
+            op = tokens[position]
+            position += 1
+            value = value + product() if op == "+" else value - product()
+        return value
+
+    return expression()
+
+
+@cache
+def bracket_layouts(terms: int) -> tuple[tuple[Span, ...], ...]:
+    """Every allowed placement of brackets over ``terms`` terms: nested or disjoint pairs,
+    each around two or more terms, no two around the same terms (the empty layout included)."""
+    spans = [(a, b) for a in range(terms) for b in range(a + 1, terms)]
+
+    def compatible(x: Span, y: Span) -> bool:
+        disjoint = x[1] < y[0] or y[1] < x[0]
+        nested = (x[0] <= y[0] and y[1] <= x[1]) or (y[0] <= x[0] and x[1] <= y[1])
+        return disjoint or nested
+
+    layouts: list[tuple[Span, ...]] = []
+
+    def extend(chosen: tuple[Span, ...], start: int) -> None:
+        layouts.append(chosen)
+        for k in range(start, len(spans)):
+            if all(compatible(spans[k], c) for c in chosen):
+                extend(chosen + (spans[k],), k + 1)
+
+    extend((), 0)
+    return tuple(layouts)
 
 
 def _example(config: ModelConfig) -> str:
     return config.operators[0].join(str(n) for n in (3, 10, 7, 1)[: config.min_terms])
 
 
-def _syntax_error(query: str, config: ModelConfig) -> QueryError:
-    """Explain, with a 1-based position, why a query fails the grammar."""
-    ops = config.operators
-    expect_number = True
-    last_number_end = None
+def _scan(query: str, config: ModelConfig) -> list[tuple[str, int]]:
+    """Tokens with 1-based positions, spaces dropped; refuses any symbol outside the grammar."""
+    tokens = []
     for match in re.finditer(r"[0-9]+|[ \t]+|.", query, re.ASCII | re.DOTALL):
         token, pos = match.group(), match.start() + 1
         if token[0] in _SPACES:
             continue
-        if token[0] in DIGITS:
-            if not expect_number:
-                return QueryError(f"missing operator before '{token}' at position {pos}")
-            expect_number, last_number_end = False, match.end()
-        elif token in ops:
-            if expect_number:
-                what = "a sign" if last_number_end is None else "a repeated operator"
-                return QueryError(f"expected a number at position {pos}, got '{token}' ({what} is not accepted)")
-            expect_number = True
+        if token[0] in DIGITS or token in config.operators:
+            tokens.append((token, pos))
+        elif token in "()":
+            if not config.brackets:
+                raise QueryError(f"this model was not trained on brackets; got '{token}' at position {pos}")
+            tokens.append((token, pos))
         elif token in "+-*/×÷^%":
-            return QueryError(f"this model supports only {' '.join(ops)}; got '{token}' at position {pos}")
+            raise QueryError(f"this model supports only {' '.join(config.operators)}; got '{token}' at position {pos}")
         elif "\udc80" <= token <= "\udcff":
-            return QueryError(f"invalid UTF-8 byte at position {pos}")
+            raise QueryError(f"invalid UTF-8 byte at position {pos}")
         elif token.isdigit():
-            return QueryError(f"unsupported digit '{token}' at position {pos}; use ASCII digits 0-9")
+            raise QueryError(f"unsupported digit '{token}' at position {pos}; use ASCII digits 0-9")
         elif token in "._eE,":
-            return QueryError(f"unexpected '{token}' at position {pos}; operands are whole numbers written 0-9")
+            raise QueryError(f"unexpected '{token}' at position {pos}; operands are whole numbers written 0-9")
         else:
-            return QueryError(
+            raise QueryError(
                 f"unexpected character {token!r} at position {pos}; expected a query like {_example(config)}"
             )
-    if last_number_end is None:
-        return QueryError(f"empty query; expected something like {_example(config)}")
-    return QueryError(f"query ends with an operator; expected a number after it (like {_example(config)})")
+    if not tokens:
+        raise QueryError(f"empty query; expected something like {_example(config)}")
+    return tokens
+
+
+def _parse_tokens(tokens: list[tuple[str, int]], config: ModelConfig) -> Expression:
+    """Recursive descent over scanned tokens; every refusal names the position."""
+    terms: list[int] = []
+    operators: list[str] = []
+    brackets: list[Span] = []
+    position = 0
+    end = (None, None)
+
+    def peek() -> tuple[str | None, int | None]:
+        return tokens[position] if position < len(tokens) else end
+
+    def operand() -> None:
+        nonlocal position
+        token, pos = peek()
+        if token is None:
+            raise QueryError(f"query ends with an operator; expected a number after it (like {_example(config)})")
+        position += 1
+        if token[0] in DIGITS:
+            terms.append(int(token))
+            return
+        if token == "(":
+            first = len(terms)
+            sequence(depth=1)
+            closing, close_pos = peek()
+            if closing != ")":
+                raise QueryError(f"bracket opened at position {pos} is never closed")
+            position += 1
+            span = (first, len(terms) - 1)
+            if span[0] == span[1]:
+                raise QueryError(f"brackets at position {pos} enclose a single number; they must enclose an operation")
+            if span in brackets:
+                raise QueryError(f"redundant brackets at position {pos}")
+            brackets.append(span)
+            return
+        what = "a sign" if not terms else "a repeated operator"
+        if token == ")":
+            raise QueryError(f"expected a number at position {pos}, got ')'")
+        raise QueryError(f"expected a number at position {pos}, got '{token}' ({what} is not accepted)")
+
+    def sequence(depth: int) -> None:
+        nonlocal position
+        operand()
+        while True:
+            token, pos = peek()
+            if token is None or (token == ")" and depth):
+                return
+            if token in config.operators:
+                operators.append(token)
+                position += 1
+                operand()
+            elif token == ")":
+                raise QueryError(f"unmatched ')' at position {pos}")
+            else:
+                raise QueryError(f"missing operator before '{token}' at position {pos}")
+
+    sequence(depth=0)
+    return Expression(tuple(terms), tuple(operators), tuple(sorted(brackets)))
 
 
 class Codec:
@@ -83,6 +216,7 @@ class Codec:
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
         ops = re.escape(config.operators)
+        # Bracket-free queries, the common case, are validated by one regular expression.
         self._valid = re.compile(rf"[ \t]*[0-9]+(?:[ \t]*[{ops}][ \t]*[0-9]+)*[ \t]*", re.ASCII)
         self._tokens = re.compile(rf"[0-9]+|[{ops}]", re.ASCII)
         self._symbol_index = np.full(256, -1, dtype=np.int64)
@@ -91,6 +225,8 @@ class Codec:
         self._one_hot = np.eye(len(config.alphabet), dtype=np.float32)
         self._digit_value = np.full(len(config.alphabet), -1, dtype=np.int64)
         self._digit_value[: len(DIGITS)] = np.arange(len(DIGITS))
+        if "-" in config.alphabet:
+            self._digit_value[config.alphabet.index("-")] = _MINUS
         self._powers = 10 ** np.arange(config.output_length - 1, -1, -1, dtype=np.int64)
 
     def parse(self, query: str) -> Expression:
@@ -100,10 +236,12 @@ class Codec:
             raise QueryError(f"a query must be text, got {type(query).__name__}")
         if len(query) > MAX_QUERY_CHARS:
             raise QueryError(f"query is {len(query)} characters long; at most {MAX_QUERY_CHARS} are accepted")
-        if self._valid.fullmatch(query) is None:
-            raise _syntax_error(query, config)
-        tokens = self._tokens.findall(query)
-        terms = tuple(int(t) for t in tokens[0::2])
+        if self._valid.fullmatch(query) is not None:
+            tokens = self._tokens.findall(query)
+            expression = Expression(tuple(int(t) for t in tokens[0::2]), tuple(tokens[1::2]))
+        else:
+            expression = _parse_tokens(_scan(query, config), config)
+        terms = expression.terms
         if not config.min_terms <= len(terms) <= config.max_terms:
             allowed = (
                 str(config.min_terms)
@@ -116,17 +254,12 @@ class Codec:
                 raise QueryError(
                     f"operand {term} is outside this model's range {config.min_operand}..{config.max_operand}"
                 )
-        return Expression(terms, tuple(tokens[1::2]))
+        return expression
 
     def canonical_text(self, expression: Expression) -> str:
         """The exact string the model reads for an expression, one symbol per time step."""
         config = self.config
-        width = config.operand_width
-        parts = [f"{expression.terms[0]:0{width}d}"]
-        for op, term in zip(expression.operators, expression.terms[1:]):
-            parts.append(op)
-            parts.append(f"{term:0{width}d}")
-        text = "".join(parts).ljust(config.input_length, PAD)
+        text = "".join(expression.tokens(config.operand_width)).ljust(config.input_length, PAD)
         return text[::-1] if config.reverse_input else text
 
     def answer_text(self, value: int) -> str:
@@ -175,28 +308,34 @@ class Codec:
         return self.to_model_input(self._symbol_index[raw][np.newaxis])
 
     def decode_one(self, output: np.ndarray) -> int | None:
-        """decode_answers for a single row of output; None where the model wrote a non-digit."""
+        """decode_answers for a single row of output; None where the model wrote no number."""
         indices = output.argmax(axis=-1) if output.ndim == 2 else output
         digits = self._digit_value[indices].tolist()
         if self.config.reverse_output:
             digits.reverse()
+        sign = 1
+        if digits[0] == _MINUS:
+            sign, digits[0] = -1, 0
         value = 0
         for digit in digits:
             if digit < 0:
                 return None
             value = value * 10 + digit
-        return value
+        return sign * value
 
     def decode_answers(self, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Model output (probabilities or indices) -> (values, valid).
 
-        ``valid`` is False where the model wrote a non-digit symbol; such a row has
-        no answer and its value is 0. Vectorised: no Python loop over rows.
+        ``valid`` is False where the model wrote anything but digits (and a leading
+        minus sign); such a row has no answer and its value is 0. Vectorised: no
+        Python loop over rows.
         """
         indices = output.argmax(axis=-1) if output.ndim == 3 else output
         if self.config.reverse_output:
             indices = indices[:, ::-1]
         digits = self._digit_value[indices]
+        negative = digits[:, 0] == _MINUS
+        digits[:, 0] = np.where(negative, 0, digits[:, 0])
         valid = (digits >= 0).all(axis=1)
-        values = np.where(valid, (np.maximum(digits, 0) * self._powers).sum(axis=1), 0)
-        return values, valid
+        magnitude = (np.maximum(digits, 0) * self._powers).sum(axis=1)
+        return np.where(valid, np.where(negative, -magnitude, magnitude), 0), valid

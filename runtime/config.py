@@ -16,7 +16,7 @@ FORMAT_VERSION = 1
 METADATA_KEY = "adder.config"
 DIGITS = "0123456789"
 PAD = " "
-SUPPORTED_OPERATORS = "+"
+SUPPORTED_OPERATORS = "+-*"
 ENCODINGS = ("onehot", "index")
 
 
@@ -33,6 +33,7 @@ class ModelConfig:
     min_operand: int = 0
     max_operand: int = 999
     operators: str = "+"
+    brackets: bool = False
     reverse_input: bool = True
     reverse_output: bool = True
     encoding: str = "onehot"
@@ -57,7 +58,11 @@ class ModelConfig:
             found.append(
                 f"operands must satisfy 0 <= min_operand < max_operand, got {self.min_operand}..{self.max_operand}"
             )
-        if not self.operators or any(op not in SUPPORTED_OPERATORS for op in self.operators):
+        if (
+            not self.operators
+            or any(op not in SUPPORTED_OPERATORS for op in self.operators)
+            or len(set(self.operators)) != len(self.operators)
+        ):
             found.append(f"operators must be drawn from {SUPPORTED_OPERATORS!r}, got {self.operators!r}")
         if self.encoding not in ENCODINGS:
             found.append(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
@@ -66,34 +71,56 @@ class ModelConfig:
     @property
     def alphabet(self) -> str:
         """Symbols the model reads and writes; a symbol's index is its one-hot position."""
-        return DIGITS + self.operators + PAD
+        return DIGITS + self.operators + ("()" if self.brackets else "") + PAD
 
     @property
     def operand_width(self) -> int:
         return len(str(self.max_operand))
 
     @property
+    def max_bracket_pairs(self) -> int:
+        # Brackets enclose operations, never a lone number or the same terms twice:
+        # like the inner nodes of a binary tree, at most one pair fewer than the terms.
+        return self.max_terms - 1 if self.brackets else 0
+
+    @property
     def input_length(self) -> int:
-        return self.max_terms * self.operand_width + (self.max_terms - 1)
+        return self.max_terms * self.operand_width + (self.max_terms - 1) + 2 * self.max_bracket_pairs
 
     @property
     def largest_answer(self) -> int:
-        return self.max_terms * self.max_operand
+        """An upper bound on any answer in the domain."""
+        n, m = self.max_terms, self.max_operand
+        return max(m**n, n * m) if "*" in self.operators else n * m
+
+    @property
+    def smallest_answer(self) -> int:
+        """A lower bound on any answer in the domain (negative only when '-' is allowed)."""
+        if "-" not in self.operators:
+            return 0
+        n, m = self.max_terms, self.max_operand
+        return -(max(m ** (n - 1), m) if "*" in self.operators else (n - 1) * m)
 
     @property
     def output_length(self) -> int:
-        return len(str(self.largest_answer))
+        return max(len(str(self.largest_answer)), len(str(self.smallest_answer)))
 
     @property
     def domain_size(self) -> int:
-        """Number of distinct queries in the domain (all term counts, all operator choices)."""
+        """Number of distinct queries: term counts x operands x operators x bracket layouts."""
+        from runtime.codec import bracket_layouts
+
         values = self.max_operand - self.min_operand + 1
         ops = len(self.operators)
-        return sum(values**n * ops ** (n - 1) for n in range(self.min_terms, self.max_terms + 1))
+        return sum(
+            values**n * ops ** (n - 1) * (len(bracket_layouts(n)) if self.brackets else 1)
+            for n in range(self.min_terms, self.max_terms + 1)
+        )
 
     def describe(self) -> str:
         terms = str(self.min_terms) if self.min_terms == self.max_terms else f"{self.min_terms}-{self.max_terms}"
-        return f"{terms} terms in {self.min_operand}..{self.max_operand}, operators {self.operators}"
+        brackets = ", brackets" if self.brackets else ""
+        return f"{terms} terms in {self.min_operand}..{self.max_operand}, operators {self.operators}{brackets}"
 
     def to_dict(self) -> dict[str, Any]:
         """All fields plus the derived shape, so a reader needs no code of ours."""

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runtime import Adder, ModelError, QueryError
 from runtime.config import METADATA_KEY, ModelConfig
@@ -127,3 +129,12 @@ def test_runtime_never_imports_the_training_stack():
 def test_multi_threaded_batches_give_the_same_answers_as_one_thread():
     queries = [f"{a}+{b}" for a in range(0, 1000, 31) for b in range(0, 1000, 53)]
     assert Adder(threads=2).batch(queries) == Adder(threads=1).batch(queries)
+
+
+_SHARED = Adder()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(0, 999), st.integers(0, 999), st.sampled_from(["", " ", "\t", "  "]), st.integers(0, 2))
+def test_every_accepted_spelling_is_answered_with_the_true_sum(a, b, space, zeros):
+    assert _SHARED(f"{space}{'0' * zeros}{a}{space}+{space}{b}{space}") == a + b

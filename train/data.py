@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import product
 
 import numpy as np
 
-from runtime.codec import Codec, Expression
+from runtime.codec import Codec, Expression, bracket_layouts
 from runtime.config import ModelConfig
 
 
 def sample_expressions(config: ModelConfig, count: int, rng: np.random.Generator) -> list[Expression]:
-    """Uniform operands, uniform term count, uniform operators."""
+    """Uniform term count, operands, operators and bracket layout."""
     n_terms = rng.integers(config.min_terms, config.max_terms + 1, size=count)
     operands = rng.integers(config.min_operand, config.max_operand + 1, size=(count, config.max_terms))
     operators = rng.integers(0, len(config.operators), size=(count, config.max_terms - 1))
+    layout_draws = rng.random(count)
     ops = config.operators
-    return [
-        Expression(tuple(row[:n].tolist()), tuple(ops[i] for i in op_row[: n - 1]))
-        for row, op_row, n in zip(operands, operators, n_terms)
-    ]
+    expressions = []
+    for row, op_row, n, draw in zip(operands.tolist(), operators.tolist(), n_terms.tolist(), layout_draws.tolist()):
+        brackets = ()
+        if config.brackets:
+            layouts = bracket_layouts(n)
+            brackets = layouts[int(draw * len(layouts))]
+        expressions.append(Expression(tuple(row[:n]), tuple(ops[i] for i in op_row[: n - 1]), brackets))
+    return expressions
 
 
 def epoch_data(config: ModelConfig, count: int, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -31,17 +37,17 @@ def epoch_data(config: ModelConfig, count: int, seed: int, epoch: int) -> tuple[
 
 
 def all_expressions(config: ModelConfig, chunk: int = 100_000) -> Iterator[list[Expression]]:
-    """Every query of a two-term domain in order, in chunks (exhaustive evaluation)."""
-    if config.min_terms != 2 or config.max_terms != 2 or len(config.operators) != 1:
-        raise ValueError("exhaustive enumeration is implemented for single-operator two-term domains")
-    op = (config.operators,)
+    """Every query of the domain in a fixed order, in chunks (exhaustive evaluation)."""
     values = range(config.min_operand, config.max_operand + 1)
     batch: list[Expression] = []
-    for a in values:
-        for b in values:
-            batch.append(Expression((a, b), op))
-            if len(batch) == chunk:
-                yield batch
-                batch = []
+    for n in range(config.min_terms, config.max_terms + 1):
+        layouts = bracket_layouts(n) if config.brackets else ((),)
+        for terms in product(values, repeat=n):
+            for ops in product(config.operators, repeat=n - 1):
+                for brackets in layouts:
+                    batch.append(Expression(terms, ops, brackets))
+                    if len(batch) == chunk:
+                        yield batch
+                        batch = []
     if batch:
         yield batch

@@ -31,6 +31,7 @@ class Evaluation:
     total: int = 0
     wrong: int = 0
     first_wrong: list[dict] = field(default_factory=list)
+    groups: dict[str, dict[str, int]] = field(default_factory=dict)  # slice -> total, wrong
 
     @property
     def exact_match(self) -> float:
@@ -40,19 +41,20 @@ class Evaluation:
         return {**asdict(self), "exact_match": self.exact_match}
 
     def summary(self) -> str:
-        return f"exact-match {100 * self.exact_match:.4f}% ({self.wrong:,} wrong of {self.total:,}, {self.method})"
+        lines = [f"exact-match {100 * self.exact_match:.4f}% ({self.wrong:,} wrong of {self.total:,}, {self.method})"]
+        for group, counts in sorted(self.groups.items()):
+            share = (counts["total"] - counts["wrong"]) / counts["total"]
+            lines.append(f"  {group}: {100 * share:.4f}% ({counts['wrong']:,} wrong of {counts['total']:,})")
+        return "\n".join(lines)
 
 
 def query_text(expression: Expression) -> str:
-    parts = [str(expression.terms[0])]
-    for op, term in zip(expression.operators, expression.terms[1:]):
-        parts += [op, str(term)]
-    return "".join(parts)
+    return expression.text()
 
 
 def domain_chunks(config: ModelConfig, seed: int = 2026, chunk: int = 100_000):
     """Every query when the domain is small enough, else a fixed seeded sample."""
-    if config.domain_size <= EXHAUSTIVE_LIMIT and config.max_terms == 2 and len(config.operators) == 1:
+    if config.domain_size <= EXHAUSTIVE_LIMIT:
         return "exhaustive", all_expressions(config, chunk)
     rng = np.random.default_rng(seed)
 
@@ -60,7 +62,19 @@ def domain_chunks(config: ModelConfig, seed: int = 2026, chunk: int = 100_000):
         for start in range(0, SAMPLE_SIZE, chunk):
             yield sample_expressions(config, min(chunk, SAMPLE_SIZE - start), rng)
 
-    return f"sample of {SAMPLE_SIZE:,} (seed {seed})", sampled()
+    return f"seeded sample of {SAMPLE_SIZE:,} (seed {seed})", sampled()
+
+
+def groups_of(expression: Expression, config: ModelConfig) -> list[str]:
+    """The slices of the domain a query belongs to, for the per-slice report."""
+    found = []
+    if config.min_terms != config.max_terms:
+        found.append(f"{len(expression.terms)} terms")
+    if len(config.operators) > 1:
+        found += [f"with {op}" for op in config.operators if op in expression.operators]
+    if config.brackets:
+        found.append("with brackets" if expression.brackets else "without brackets")
+    return found
 
 
 def evaluate(predict: Predictor, config: ModelConfig, progress: Callable[[int], None] | None = None) -> Evaluation:
@@ -69,12 +83,18 @@ def evaluate(predict: Predictor, config: ModelConfig, progress: Callable[[int], 
     for expressions in chunks:
         values, valid = predict(expressions)
         truth = np.array([e.value for e in expressions], dtype=np.int64)
-        wrong = np.flatnonzero((values != truth) | ~valid)
+        right = (values == truth) & valid
+        wrong = np.flatnonzero(~right)
         result.total += len(expressions)
         result.wrong += len(wrong)
         for i in wrong[: SHOWN_WRONG - len(result.first_wrong)]:
             got = int(values[i]) if valid[i] else None
             result.first_wrong.append({"query": query_text(expressions[i]), "expected": int(truth[i]), "got": got})
+        for expression, ok in zip(expressions, right.tolist()):
+            for group in groups_of(expression, config):
+                counts = result.groups.setdefault(group, {"total": 0, "wrong": 0})
+                counts["total"] += 1
+                counts["wrong"] += not ok
         if progress:
             progress(result.total)
     return result

@@ -1,0 +1,113 @@
+"""The grammar of the seed's extensions: more terms, - and *, brackets (issue 7)."""
+
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from runtime.codec import Codec, Expression, QueryError, bracket_layouts
+from runtime.config import ModelConfig
+from train.data import all_expressions, sample_expressions
+
+ARITH = ModelConfig(min_terms=2, max_terms=3, operators="+-", brackets=True, max_operand=99)
+
+
+def test_bracket_layouts_are_nested_or_disjoint_pairs_around_operations():
+    assert bracket_layouts(2) == ((), ((0, 1),))
+    assert len(bracket_layouts(3)) == 6  # none, (ab)c, a(bc), (abc), ((ab)c), (a(bc))
+    assert all(len(layout) <= n - 1 for n in (2, 3, 4) for layout in bracket_layouts(n))
+
+
+def test_lengths_come_from_the_grammar():
+    assert ARITH.alphabet == "0123456789+-() "
+    assert ARITH.input_length == len("((99-99)-99)")
+    assert (ARITH.largest_answer, ARITH.smallest_answer, ARITH.output_length) == (297, -198, 4)
+    assert ModelConfig(operators="+*", max_operand=9, max_terms=3).output_length == len(str(9**3))
+
+
+def test_domain_size_counts_every_expression():
+    small = ModelConfig(min_terms=2, max_terms=3, operators="-*", brackets=True, max_operand=2)
+    assert sum(len(chunk) for chunk in all_expressions(small)) == small.domain_size == 9 * 2 * 2 + 27 * 4 * 6
+
+
+@pytest.mark.parametrize(
+    "query, value",
+    [("(12-7)+30", 35), ("99-99-99", -99), ("12-(7+30)", -25), ("((1+2)+3)", 6), ("(1+2)", 3), (" ( 5 - 9 ) ", -4)],
+)
+def test_expressions_are_evaluated_with_brackets(query, value):
+    assert Codec(ARITH).parse(query).value == value
+
+
+def test_multiplication_binds_tighter_than_addition():
+    codec = Codec(ModelConfig(max_terms=3, operators="+-*", brackets=True, max_operand=9))
+    assert codec.parse("2+3*4").value == 14
+    assert codec.parse("(2+3)*4").value == 20
+    assert codec.parse("9-2*3").value == 3
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("1+2+3+4", "adds 2 to 3 terms; got 4"),
+        ("2*3", "supports only + -; got '*'"),
+        ("(5)+1", "enclose a single number"),
+        ("((1+2))", "redundant brackets"),
+        ("(1+2", "never closed"),
+        ("1+2)", "unmatched ')' at position 4"),
+        ("()", "expected a number at position 2"),
+        ("(1+2)(3+4)", "missing operator before '('"),
+        ("-3+4", "a sign is not accepted"),
+        ("100-1", "outside this model's range 0..99"),
+    ],
+)
+def test_refusals_name_what_this_model_supports(query, message):
+    with pytest.raises(QueryError, match=re.escape(message)):
+        Codec(ARITH).parse(query)
+
+
+def test_a_model_without_brackets_says_so():
+    with pytest.raises(QueryError, match="not trained on brackets"):
+        Codec(ModelConfig()).parse("(1+2)")
+
+
+@pytest.mark.parametrize("value", [-198, -5, 0, 7, 297])
+def test_negative_answers_round_trip_through_the_sign_slot(value):
+    codec = Codec(ARITH)
+    target = codec.encode_answers([value])
+    assert codec.decode_one(target[0]) == value
+    assert codec.decode_answers(target)[0].tolist() == [value]
+
+
+def test_a_minus_sign_anywhere_but_first_is_no_number():
+    codec = Codec(ModelConfig(operators="+-", reverse_output=False, max_operand=99))
+    minus = codec.config.alphabet.index("-")
+    assert codec.decode_one(np.array([1, minus, 2])) is None
+    assert codec.decode_answers(np.array([[1, minus, 2]]))[1].tolist() == [False]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_every_generated_expression_parses_back_and_has_its_python_value(seed):
+    config = ModelConfig(min_terms=2, max_terms=4, operators="+-*", brackets=True, max_operand=99)
+    codec = Codec(config)
+    for expression in sample_expressions(config, 20, np.random.default_rng(seed)):
+        text = expression.text()
+        assert codec.parse(text) == expression
+        assert expression.value == eval(text)  # the grammar is a subset of Python's integer arithmetic
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 20), st.sampled_from(list("()+-*0 x")), st.booleans())
+def test_a_mutated_expression_is_refused_or_parses_to_what_it_says(seed, position, char, replace):
+    codec = Codec(ARITH)
+    (expression,) = sample_expressions(ARITH, 1, np.random.default_rng(seed))
+    text = expression.text()
+    mutated = text[:position] + char + text[position + replace :]
+    try:
+        parsed = codec.parse(mutated)
+    except QueryError:
+        return
+    without_leading_zeros = re.sub(r"[0-9]+", lambda m: str(int(m.group())), mutated)
+    assert isinstance(parsed, Expression) and parsed.value == eval(without_leading_zeros)

@@ -1,0 +1,39 @@
+"""Every kind of grammar adder-train accepts trains, exports and answers (tiny models, seconds each)."""
+
+import pytest
+from typer.testing import CliRunner
+
+from runtime import Adder, QueryError
+from tests.conftest import needs_training
+
+pytestmark = [needs_training, pytest.mark.slow]
+
+
+@pytest.mark.parametrize(
+    "terms, ops, brackets, query, value, refused",
+    [
+        ("2-3", "+-", True, "(5-3)+1", 3, "2*3"),
+        ("2", "*", False, "4*5", 20, "(4*5)"),
+        ("3", "-*", True, "5-(2*3)", -1, "5-2"),
+        ("2-4", "+-*", True, "((1+2)*3)-4", 5, "1+2+3+4+5"),
+    ],
+)
+def test_option_combination_trains_exports_and_answers(tmp_path, terms, ops, brackets, query, value, refused):
+    from export.cli import app as export_app
+    from train.cli import train_app
+
+    keras_path, onnx_path = tmp_path / "m.keras", tmp_path / "m.onnx"
+    args = ["--terms", terms, "--ops", ops, "--largest", "5", "--epochs", "1", "--samples", "64"]
+    args += ["--brackets" if brackets else "--no-brackets", "--no-evaluate", "--out", str(keras_path)]
+    runner = CliRunner()
+    trained = runner.invoke(train_app, args)
+    assert trained.exit_code == 0, trained.output
+    exported = runner.invoke(export_app, [str(keras_path), "-o", str(onnx_path), "--queries", "200", "--randoms", "50"])
+    assert exported.exit_code == 0, exported.output
+    adder = Adder(onnx_path)
+    assert adder.config.operators == ops and adder.config.brackets == brackets
+    assert adder.parse(query).value == value
+    (answer,) = adder.results([query])  # an untrained model: any number, or a clear refusal to guess
+    assert isinstance(answer, int) or "wrote no valid number" in str(answer)
+    with pytest.raises(QueryError):
+        adder(refused)
