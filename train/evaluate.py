@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +78,20 @@ def groups_of(expression: Expression, config: ModelConfig) -> list[str]:
 
 
 def evaluate(predict: Predictor, config: ModelConfig, progress: Callable[[int], None] | None = None) -> Evaluation:
+    """Exact-match over the domain (or its seeded sample), plus every term count small enough
+    to check exhaustively when the whole domain is not."""
     method, chunks = domain_chunks(config)
+    result = tally(predict, config, method, chunks, progress)
+    if method != "exhaustive":
+        for n in range(config.min_terms, config.max_terms + 1):
+            part = replace(config, min_terms=n, max_terms=n)
+            if part.domain_size <= EXHAUSTIVE_LIMIT:
+                every = tally(predict, config, "exhaustive", all_expressions(part))
+                result.groups[f"{n} terms, every query"] = {"total": every.total, "wrong": every.wrong}
+    return result
+
+
+def tally(predict: Predictor, config: ModelConfig, method: str, chunks, progress=None) -> Evaluation:
     result = Evaluation(method)
     for expressions in chunks:
         values, valid = predict(expressions)
