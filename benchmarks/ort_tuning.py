@@ -1,0 +1,84 @@
+"""onnxruntime settings for the default model, each measured in one run (by hand, not a test).
+
+    python benchmarks/ort_tuning.py
+
+Rows: session creation per graph-optimisation level and for a model saved already
+optimised; single-query latency and 8192-query throughput per thread count and
+spinning setting. The runtime's choices (runtime/session.py) come from this table.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from runtime import Adder
+from runtime.session import MODELS_DIR
+
+MODEL = MODELS_DIR / "default.onnx"
+LEVELS = {
+    "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def options(threads: int = 1, level: str = "all", spin: bool = True) -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = LEVELS[level]
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    return so
+
+
+def median_seconds(fn, calls: int, repeats: int = 5) -> float:
+    fn()
+    runs = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        runs.append((time.perf_counter() - started) / calls)
+    return statistics.median(runs)
+
+
+def main() -> None:
+    codec = Adder().codec
+    one = codec.encode_queries(["3+10"])
+    rng = np.random.default_rng(0)
+    many = codec.encode_queries([f"{a}+{b}" for a, b in rng.integers(0, 1000, size=(8192, 2)).tolist()])
+    print(f"{'setting':<44} {'value':>14}")
+    with tempfile.TemporaryDirectory() as folder:
+        saved = Path(folder) / "optimised.onnx"
+        so = options(level="basic")
+        so.optimized_model_filepath = str(saved)
+        ort.InferenceSession(str(MODEL), so)
+        for name, path, level in [(lvl, MODEL, lvl) for lvl in LEVELS] + [
+            ("saved optimised, basic", saved, "disabled")
+        ]:
+            seconds = median_seconds(lambda p=path, lv=level: ort.InferenceSession(str(p), options(level=lv)), 10)
+            print(f"{'session creation: ' + name:<44} {seconds * 1e3:>11.2f} ms")
+    for threads in (1, 2):
+        for spin in (False, True):
+            session = ort.InferenceSession(str(MODEL), options(threads, spin=spin))
+            single = median_seconds(lambda s=session: s.run(None, {"query": one}), 1000)
+            batch = median_seconds(lambda s=session: s.run(None, {"query": many}), 3, 3)
+            label = f"{threads} thread{'s' if threads > 1 else ''}, spinning {'on' if spin else 'off'}"
+            print(f"{'single query, ' + label:<44} {single * 1e6:>11.1f} us")
+            print(f"{'8192-query batch, ' + label:<44} {8192 / batch:>10,.0f} q/s")
+    for rows in (16, 64, 256):
+        x = many[:rows]
+        for threads in (1, 2):
+            session = ort.InferenceSession(str(MODEL), options(threads, spin=False))
+            seconds = median_seconds(lambda s=session, x=x: s.run(None, {"query": x}), 50)
+            print(f"{f'{rows}-query batch, {threads} thread(s)':<44} {rows / seconds:>10,.0f} q/s")
+
+
+if __name__ == "__main__":
+    main()
