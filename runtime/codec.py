@@ -227,6 +227,7 @@ class Codec:
         self._digit_value[: len(DIGITS)] = np.arange(len(DIGITS))
         if "-" in config.alphabet:
             self._digit_value[config.alphabet.index("-")] = _MINUS
+        self._operand_format = f"0{config.operand_width}d"
         self._powers = 10 ** np.arange(config.output_length - 1, -1, -1, dtype=np.int64)
 
     def parse(self, query: str) -> Expression:
@@ -259,7 +260,14 @@ class Codec:
     def canonical_text(self, expression: Expression) -> str:
         """The exact string the model reads for an expression, one symbol per time step."""
         config = self.config
-        text = "".join(expression.tokens(config.operand_width)).ljust(config.input_length, PAD)
+        if expression.brackets:
+            text = "".join(expression.tokens(config.operand_width))
+        else:  # the common case, on the batch path: plain concatenation is fastest
+            terms, spec = expression.terms, self._operand_format
+            text = format(terms[0], spec)
+            for op, term in zip(expression.operators, terms[1:]):
+                text += op + format(term, spec)
+        text = text.ljust(config.input_length, PAD)
         return text[::-1] if config.reverse_input else text
 
     def answer_text(self, value: int) -> str:
