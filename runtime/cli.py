@@ -14,12 +14,14 @@ from typing import Annotated
 import typer
 
 from runtime.codec import QueryError
+from runtime.session import CHUNK_SIZE
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 EXIT_BAD_QUERY = 1
 EXIT_USAGE = 2
-CHUNK = 8192  # queries per onnxruntime call and per write
+CHUNK = CHUNK_SIZE  # queries per onnxruntime call and per write
+PROGRESS_AFTER = 50_000  # lines before a progress bar is worth drawing
 
 
 class StdinLines:
@@ -45,7 +47,7 @@ class Progress:
         self.drawn = False
 
     def update(self, answered: int) -> None:
-        if not self.enabled or answered < CHUNK:
+        if not self.enabled or answered < PROGRESS_AFTER:
             return
         size = self.source.size
         if size:

@@ -16,7 +16,7 @@ from runtime.config import METADATA_KEY, ConfigError, ModelConfig
 
 MODELS_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL = "default"
-CHUNK_SIZE = 8192
+CHUNK_SIZE = 1024  # rows per onnxruntime call: measured faster and ~3x leaner in memory than 8192
 BATCH_ROWS = 64  # from here on, a multi-threaded session beats a single-threaded one
 
 

@@ -98,9 +98,11 @@ def test_progress_bar_is_drawn_only_on_a_terminal_for_large_input(monkeypatch):
     progress = cli.Progress(_Source())
     progress.update(10)  # small input: nothing drawn
     assert terminal.text == ""
-    progress.update(cli.CHUNK * 2)
+    progress.update(cli.PROGRESS_AFTER * 2)
     progress.close()
-    assert "50%" in terminal.text and f"{cli.CHUNK * 2:,} lines" in terminal.text and terminal.text.endswith("\n")
+    assert (
+        "50%" in terminal.text and f"{cli.PROGRESS_AFTER * 2:,} lines" in terminal.text and terminal.text.endswith("\n")
+    )
 
 
 def test_no_progress_bar_when_stderr_is_not_a_terminal(monkeypatch):
