@@ -9,13 +9,12 @@ spinning setting. The runtime's choices (runtime/session.py) come from this tabl
 
 from __future__ import annotations
 
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from runtime_speed import per_call  # the same timing loop as the main benchmark
 
 from runtime import Adder
 from runtime.session import MODELS_DIR
@@ -37,17 +36,6 @@ def options(threads: int = 1, level: str = "all", spin: bool = True) -> ort.Sess
     return so
 
 
-def median_seconds(fn, calls: int, repeats: int = 5) -> float:
-    fn()
-    runs = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        runs.append((time.perf_counter() - started) / calls)
-    return statistics.median(runs)
-
-
 def main() -> None:
     codec = Adder().codec
     one = codec.encode_queries(["3+10"])
@@ -62,13 +50,13 @@ def main() -> None:
         for name, path, level in [(lvl, MODEL, lvl) for lvl in LEVELS] + [
             ("saved optimised, basic", saved, "disabled")
         ]:
-            seconds = median_seconds(lambda p=path, lv=level: ort.InferenceSession(str(p), options(level=lv)), 10)
+            seconds = per_call(lambda p=path, lv=level: ort.InferenceSession(str(p), options(level=lv)), 10)
             print(f"{'session creation: ' + name:<44} {seconds * 1e3:>11.2f} ms")
     for threads in (1, 2):
         for spin in (False, True):
             session = ort.InferenceSession(str(MODEL), options(threads, spin=spin))
-            single = median_seconds(lambda s=session: s.run(None, {"query": one}), 1000)
-            batch = median_seconds(lambda s=session: s.run(None, {"query": many}), 3, 3)
+            single = per_call(lambda s=session: s.run(None, {"query": one}), 1000)
+            batch = per_call(lambda s=session: s.run(None, {"query": many}), 3, 3)
             label = f"{threads} thread{'s' if threads > 1 else ''}, spinning {'on' if spin else 'off'}"
             print(f"{'single query, ' + label:<44} {single * 1e6:>11.1f} us")
             print(f"{'8192-query batch, ' + label:<44} {8192 / batch:>10,.0f} q/s")
@@ -76,7 +64,7 @@ def main() -> None:
         x = many[:rows]
         for threads in (1, 2):
             session = ort.InferenceSession(str(MODEL), options(threads, spin=False))
-            seconds = median_seconds(lambda s=session, x=x: s.run(None, {"query": x}), 50)
+            seconds = per_call(lambda s=session, x=x: s.run(None, {"query": x}), 50)
             print(f"{f'{rows}-query batch, {threads} thread(s)':<44} {rows / seconds:>10,.0f} q/s")
 
 
