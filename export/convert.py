@@ -11,7 +11,7 @@ from pathlib import Path
 
 import onnx
 
-from runtime.config import METADATA_KEY, ModelConfig
+from runtime.config import BATCH_DIM, METADATA_KEY, ModelConfig
 
 INPUT_NAME = "query"
 OPSET = 17
@@ -37,6 +37,7 @@ def keras_to_onnx(model, config: ModelConfig, opset: int = OPSET) -> onnx.ModelP
 
     proto, _ = tf2onnx.convert.from_function(answer, input_signature=[spec], opset=opset)
     proto.graph.output[0].name = _rename_output(proto, "answer")
+    _name_batch_dimension(proto)
     onnx.helper.set_model_props(proto, {METADATA_KEY: config.to_json()})
     proto.producer_name = "adder-export"
     return proto
@@ -47,6 +48,20 @@ def _rename_output(proto: onnx.ModelProto, name: str) -> str:
     for node in proto.graph.node:
         node.output[:] = [name if o == old else o for o in node.output]
     return name
+
+
+def _name_batch_dimension(proto: onnx.ModelProto) -> None:
+    """Give the batch dimension one stable name everywhere (tf2onnx writes ``unk__N``).
+
+    onnxruntime can then fix it by name (``add_free_dimension_override_by_name``),
+    which lets it fold the graph's shape arithmetic away for single queries.
+    """
+    graph = proto.graph
+    old = {value.type.tensor_type.shape.dim[0].dim_param for value in (*graph.input, *graph.output)}
+    for value in (*graph.input, *graph.output, *graph.value_info):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in old:
+                dim.dim_param = BATCH_DIM
 
 
 def fused_lstm_count(proto: onnx.ModelProto) -> int:

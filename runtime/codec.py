@@ -7,7 +7,14 @@ A query ``"50+11"`` is parsed strictly into terms, then written in canonical for
 every operand zero-padded to the width of the largest operand (``"050+011"``),
 right-padded to the model's input length and optionally reversed. Zero-padding
 puts each digit in a fixed column, which is what lets a small LSTM learn carries.
-Answers are zero-padded to the output length, optionally reversed.
+Brackets get fixed columns of their own around each operand (``ModelConfig.bracket_slots``:
+``"(12-07)+30"`` is written ``" (12-07)+30 "`` for two to three terms) so they never
+shift a digit.
+
+Answers are written as ``value - smallest_answer``, zero-padded to the output length
+and optionally reversed. The shift makes every target a non-negative number, so a
+model with ``-`` learns borrows the way it learns carries, instead of a sign that
+depends on comparing whole operands; for ``+`` alone the shift is zero.
 """
 
 from __future__ import annotations
@@ -24,7 +31,6 @@ from runtime.config import DIGITS, PAD, ModelConfig
 # Longer input is refused before any parsing work; generous for spaces.
 MAX_QUERY_CHARS = 256
 _SPACES = " \t"
-_MINUS = -2  # digit-table marker for the sign of a negative answer
 
 
 class QueryError(ValueError):
@@ -39,12 +45,12 @@ class Expression(NamedTuple):
     operators: tuple[str, ...]
     brackets: tuple[Span, ...] = ()
 
-    def tokens(self, width: int = 0) -> list[str]:
-        """The written form, token by token; operands zero-padded to ``width``."""
+    def tokens(self) -> list[str]:
+        """The written form, token by token."""
         out: list[str] = []
         for i, term in enumerate(self.terms):
             out += ["("] * sum(1 for first, _ in self.brackets if first == i)
-            out.append(f"{term:0{width}d}")
+            out.append(str(term))
             out += [")"] * sum(1 for _, last in self.brackets if last == i)
             if i < len(self.operators):
                 out.append(self.operators[i])
@@ -225,10 +231,12 @@ class Codec:
         self._one_hot = np.eye(len(config.alphabet), dtype=np.float32)
         self._digit_value = np.full(len(config.alphabet), -1, dtype=np.int64)
         self._digit_value[: len(DIGITS)] = np.arange(len(DIGITS))
-        if "-" in config.alphabet:
-            self._digit_value[config.alphabet.index("-")] = _MINUS
+        self._offset = -config.smallest_answer
         self._operand_format = f"0{config.operand_width}d"
         self._powers = 10 ** np.arange(config.output_length - 1, -1, -1, dtype=np.int64)
+        self._operand_powers = 10 ** np.arange(config.operand_width - 1, -1, -1, dtype=np.int64)
+        self._is_operator = np.zeros(256, dtype=bool)
+        self._is_operator[[ord(op) for op in config.operators]] = True
 
     def parse(self, query: str) -> Expression:
         """Parse one query or raise QueryError saying what is wrong and where."""
@@ -260,8 +268,8 @@ class Codec:
     def canonical_text(self, expression: Expression) -> str:
         """The exact string the model reads for an expression, one symbol per time step."""
         config = self.config
-        if expression.brackets:
-            text = "".join(expression.tokens(config.operand_width))
+        if expression.brackets or config.brackets:
+            text = self._bracketed_text(expression)
         else:  # the common case, on the batch path: plain concatenation is fastest
             terms, spec = expression.terms, self._operand_format
             text = format(terms[0], spec)
@@ -270,9 +278,22 @@ class Codec:
         text = text.ljust(config.input_length, PAD)
         return text[::-1] if config.reverse_input else text
 
+    def _bracketed_text(self, expression: Expression) -> str:
+        parts = []
+        for i, (term, (open_slots, close_slots)) in enumerate(zip(expression.terms, self.config.bracket_slots)):
+            opens = sum(1 for first, _ in expression.brackets if first == i)
+            closes = sum(1 for _, last in expression.brackets if last == i)
+            parts.append(
+                PAD * (open_slots - opens) + "(" * opens + format(term, self._operand_format)
+                + ")" * closes + PAD * (close_slots - closes)
+            )
+            if i < len(expression.operators):
+                parts.append(expression.operators[i])
+        return "".join(parts)
+
     def answer_text(self, value: int) -> str:
         """The exact string the model writes for an answer."""
-        text = f"{value:0{self.config.output_length}d}"
+        text = f"{value + self._offset:0{self.config.output_length}d}"
         return text[::-1] if self.config.reverse_output else text
 
     def texts_to_indices(self, texts: Sequence[str], length: int) -> np.ndarray:
@@ -294,6 +315,95 @@ class Codec:
     def encode_expressions(self, expressions: Iterable[Expression]) -> np.ndarray:
         texts = [self.canonical_text(e) for e in expressions]
         return self.to_model_input(self.texts_to_indices(texts, self.config.input_length))
+
+    def encode_batch(self, queries: Sequence[str]) -> tuple[np.ndarray, list[QueryError | None]]:
+        """Parse and encode many queries at once: (indices, errors), one row and one entry per query.
+
+        A bad query's row is padding and its entry the QueryError; good entries are None.
+        Bracket-free queries written without spaces, which is nearly every query a
+        program sends, are checked and encoded by numpy over the whole batch
+        (``_encode_plain``); the rest go through ``parse`` one by one, so both paths
+        accept exactly the same queries.
+        """
+        config = self.config
+        indices = np.full((len(queries), config.input_length), len(config.alphabet) - 1, dtype=np.int64)
+        errors: list[QueryError | None] = [None] * len(queries)
+        done = self._encode_plain(queries, indices) if not config.brackets else np.zeros(len(queries), dtype=bool)
+        rest = np.flatnonzero(~done).tolist()
+        texts = []
+        for row in rest:
+            try:
+                texts.append(self.canonical_text(self.parse(queries[row])))
+            except QueryError as exc:
+                errors[row] = exc
+                texts.append(PAD * config.input_length)
+        if rest:
+            indices[rest] = self.texts_to_indices(texts, config.input_length)
+        return indices, errors
+
+    def _encode_plain(self, queries: Sequence[str], out: np.ndarray) -> np.ndarray:
+        """Vectorised parse of queries like ``"50+11"``: writes their rows of ``out``.
+
+        Returns which rows it wrote. Any row it is unsure of (spaces, other symbols,
+        wrong term count, an operand out of range, non-ASCII text) is left for
+        ``parse``, which gives the precise error.
+        """
+        n, config = len(queries), self.config
+        done = np.zeros(n, dtype=bool)
+        if n == 0 or not all(type(q) is str for q in queries):
+            return done
+        lengths = np.fromiter(map(len, queries), dtype=np.int64, count=n)
+        try:
+            raw = np.array(queries, dtype=bytes)  # fixed width; padding is NUL
+        except UnicodeEncodeError:
+            return done
+        width = raw.dtype.itemsize
+        if width == 0 or width > MAX_QUERY_CHARS:
+            return done
+        chars = raw.view(np.uint8).reshape(n, width)
+        is_digit = (chars >= 48) & (chars <= 57)
+        is_op = self._is_operator[chars]
+        column = np.arange(width)
+        is_pad = column >= lengths[:, None]  # NULs that numpy added, never a NUL in the text
+        # A plain query: digits, then any number of (operator, digits), then padding.
+        good = (is_digit | is_op | is_pad).all(axis=1) & is_digit[:, 0]
+        after = np.concatenate([is_digit[:, 1:], np.zeros((n, 1), dtype=bool)], axis=1)
+        good &= ~(is_op & ~after).any(axis=1)  # every operator is followed by a digit
+        term = np.cumsum(is_op, axis=1)  # which term each character belongs to
+        operators = term[:, -1]
+        good &= (operators >= config.min_terms - 1) & (operators <= config.max_terms - 1)
+        # Digits after this one in the same term: its power of ten.
+        boundary = np.where(is_op | is_pad, column, width)
+        term_end = np.minimum.accumulate(boundary[:, ::-1], axis=1)[:, ::-1]
+        power = term_end - 1 - column
+        digit = np.where(is_digit, chars.astype(np.int64) - 48, 0)
+        operand_width = config.operand_width
+        good &= ~((digit > 0) & (power >= operand_width)).any(axis=1)  # too many digits for this model
+        rows = np.flatnonzero(good)
+        if len(rows) == 0:
+            return done
+        digit, power, term, is_digit, is_op = digit[rows], power[rows], term[rows], is_digit[rows], is_op[rows]
+        # Right-align each operand's digits in its own slot of the canonical text.
+        slot = operand_width + 1
+        canonical = np.full((len(rows), config.max_terms * slot), len(config.alphabet) - 1, dtype=np.int64)
+        r, c = np.nonzero(is_digit & (power < operand_width))
+        canonical[r, term[r, c] * slot + operand_width - 1 - power[r, c]] = digit[r, c]
+        r, c = np.nonzero(is_op)
+        canonical[r, term[r, c] * slot - 1] = self._symbol_index[chars[rows][r, c]]
+        # Zero-fill each present operand's unused leading columns; absent terms stay padding.
+        present = np.arange(config.max_terms) < (term[:, -1] + 1)[:, None]
+        blocks = canonical[:, : config.max_terms * slot].reshape(len(rows), config.max_terms, slot)
+        digits_view = blocks[:, :, :operand_width]
+        digits_view[present[:, :, None] & (digits_view == len(config.alphabet) - 1)] = 0
+        values = (digits_view * self._operand_powers).sum(axis=2)
+        in_range = ((values >= config.min_operand) & (values <= config.max_operand)) | ~present
+        ok = in_range.all(axis=1)
+        canonical = blocks.reshape(len(rows), -1)[:, : config.input_length]
+        if config.reverse_input:
+            canonical = canonical[:, ::-1]
+        out[rows[ok]] = canonical[ok]
+        done[rows[ok]] = True
+        return done
 
     def encode_queries(self, queries: Iterable[str]) -> np.ndarray:
         """Parse and encode queries; the first bad one raises QueryError naming its position."""
@@ -321,29 +431,23 @@ class Codec:
         digits = self._digit_value[indices].tolist()
         if self.config.reverse_output:
             digits.reverse()
-        sign = 1
-        if digits[0] == _MINUS:
-            sign, digits[0] = -1, 0
         value = 0
         for digit in digits:
             if digit < 0:
                 return None
             value = value * 10 + digit
-        return sign * value
+        return value - self._offset
 
     def decode_answers(self, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Model output (probabilities or indices) -> (values, valid).
 
-        ``valid`` is False where the model wrote anything but digits (and a leading
-        minus sign); such a row has no answer and its value is 0. Vectorised: no
-        Python loop over rows.
+        ``valid`` is False where the model wrote anything but digits; such a row has
+        no answer and its value is 0. Vectorised: no Python loop over rows.
         """
         indices = output.argmax(axis=-1) if output.ndim == 3 else output
         if self.config.reverse_output:
             indices = indices[:, ::-1]
         digits = self._digit_value[indices]
-        negative = digits[:, 0] == _MINUS
-        digits[:, 0] = np.where(negative, 0, digits[:, 0])
         valid = (digits >= 0).all(axis=1)
-        magnitude = (np.maximum(digits, 0) * self._powers).sum(axis=1)
-        return np.where(valid, np.where(negative, -magnitude, magnitude), 0), valid
+        shifted = (np.maximum(digits, 0) * self._powers).sum(axis=1)
+        return np.where(valid, shifted - self._offset, 0), valid

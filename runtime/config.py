@@ -12,8 +12,13 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-FORMAT_VERSION = 1
+# Version 2 (2026-11-24): brackets sit in fixed columns around each operand and answers
+# are stored shifted by the smallest answer (see runtime.codec). Version 1 encoded both
+# differently, so it is still read only where neither applies (no '-', no brackets):
+# there the two versions write identical tensors, which keeps early two-term models valid.
+FORMAT_VERSION = 2
 METADATA_KEY = "adder.config"
+BATCH_DIM = "batch"  # name of every model's first (batch) dimension; the runtime pins it to 1 for single queries
 DIGITS = "0123456789"
 PAD = " "
 SUPPORTED_OPERATORS = "+-*"
@@ -48,7 +53,12 @@ class ModelConfig:
 
     def _problems(self) -> list[str]:
         found = []
-        if self.format_version != FORMAT_VERSION:
+        if self.format_version == 1 and ("-" in self.operators or self.brackets):
+            found.append(
+                "format_version 1 models with '-' or brackets encode answers and brackets differently; "
+                "retrain with this version of adder-train"
+            )
+        elif self.format_version not in (1, FORMAT_VERSION):
             found.append(
                 f"format_version {self.format_version} is not supported (this runtime reads version {FORMAT_VERSION})"
             )
@@ -84,8 +94,22 @@ class ModelConfig:
         return self.max_terms - 1 if self.brackets else 0
 
     @property
+    def bracket_slots(self) -> tuple[tuple[int, int], ...]:
+        """Columns for '(' before and ')' after each operand.
+
+        A pair encloses two or more terms, so at most ``max_terms - 1 - i`` pairs open
+        before term i and at most ``i`` close after it. Giving every operand that many
+        columns, padded when unused, keeps each digit in the same column whatever the
+        brackets: the alignment that zero-padding gives bracket-free queries.
+        """
+        if not self.brackets:
+            return ((0, 0),) * self.max_terms
+        return tuple((self.max_terms - 1 - i, i) for i in range(self.max_terms))
+
+    @property
     def input_length(self) -> int:
-        return self.max_terms * self.operand_width + (self.max_terms - 1) + 2 * self.max_bracket_pairs
+        slots = sum(opens + closes for opens, closes in self.bracket_slots)
+        return self.max_terms * self.operand_width + (self.max_terms - 1) + slots
 
     @property
     def largest_answer(self) -> int:
@@ -103,7 +127,8 @@ class ModelConfig:
 
     @property
     def output_length(self) -> int:
-        return max(len(str(self.largest_answer)), len(str(self.smallest_answer)))
+        """Digits of the widest answer as the model writes it: shifted to start at zero."""
+        return len(str(self.largest_answer - self.smallest_answer))
 
     @property
     def domain_size(self) -> int:

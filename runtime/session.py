@@ -12,12 +12,14 @@ import numpy as np
 import onnxruntime as ort
 
 from runtime.codec import Codec, Expression, QueryError
-from runtime.config import METADATA_KEY, ConfigError, ModelConfig
+from runtime.config import BATCH_DIM, METADATA_KEY, ConfigError, ModelConfig
 
 MODELS_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL = "default"
 CHUNK_SIZE = 1024  # rows per onnxruntime call: measured faster and ~3x leaner in memory than 8192
-BATCH_ROWS = 64  # from here on, a multi-threaded session beats a single-threaded one
+# Fewer rows than this run one by one through the single-query session; more go to the
+# multi-threaded batch session, which costs a few milliseconds to open on first use.
+BATCH_ROWS = 8
 
 
 class ModelError(ValueError):
@@ -38,7 +40,7 @@ def resolve_model(model: str | Path | None) -> Path:
     return Path(model)
 
 
-def _open_session(path: Path, threads: int) -> ort.InferenceSession:
+def _open_session(path: Path, threads: int, single: bool = False) -> ort.InferenceSession:
     if not path.exists():
         names = ", ".join(shipped_models())
         raise ModelError(f"{path}: no such file (shipped models: {names})")
@@ -50,6 +52,9 @@ def _open_session(path: Path, threads: int) -> ort.InferenceSession:
     # Spinning threads burn the cores between calls; measured no faster here.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
+    if single:
+        # A fixed batch of 1 lets onnxruntime fold the graph's shape arithmetic away.
+        options.add_free_dimension_override_by_name(BATCH_DIM, 1)
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises several unrelated types for unreadable files
@@ -103,7 +108,7 @@ class Adder:
         self._threads = threads or os.cpu_count() or 1
         self._batch_session: ort.InferenceSession | None = None
         self._lock = threading.Lock()
-        self._session = _open_session(self.path, 1)
+        self._session = _open_session(self.path, 1, single=True)
         self.config = _read_config(self._session, self.path)
         _check_signature(self._session, self.config, self.path)
         self.codec = Codec(self.config)
@@ -111,16 +116,6 @@ class Adder:
 
     def parse(self, query: str) -> Expression:
         return self.codec.parse(query)
-
-    def _answer(self, expressions: list[Expression], queries: list[str]) -> list[int | QueryError]:
-        if not expressions:
-            return []
-        probs = self.predict_tensor(self.codec.encode_expressions(expressions))
-        values, valid = self.codec.decode_answers(probs)
-        return [
-            int(v) if ok else QueryError(f"the model wrote no valid number for {q!r}")
-            for v, ok, q in zip(values.tolist(), valid.tolist(), queries)
-        ]
 
     def __call__(self, query: str) -> int:
         """Answer one query, e.g. ``adder("3+10") == 13``; raises QueryError if it is invalid."""
@@ -136,17 +131,27 @@ class Adder:
 
         Streams in chunks (one onnxruntime call each), so memory stays flat for any input size.
         """
-        iterator = iter(queries)
+        codec, iterator = self.codec, iter(queries)
         while chunk := list(islice(iterator, chunk_size)):
-            parsed: list[Expression | QueryError] = []
-            for query in chunk:
-                try:
-                    parsed.append(self.parse(query))
-                except QueryError as exc:
-                    parsed.append(exc)
-            good = [(e, q) for e, q in zip(parsed, chunk) if isinstance(e, Expression)]
-            answers = iter(self._answer([e for e, _ in good], [q for _, q in good]))
-            yield from (p if isinstance(p, QueryError) else next(answers) for p in parsed)
+            indices, errors = codec.encode_batch(chunk)
+            rows = [i for i, error in enumerate(errors) if error is None]
+            if not rows:
+                yield from errors  # type: ignore[misc]
+                continue
+            if len(rows) < len(chunk):
+                indices = indices[rows]
+            values, valid = codec.decode_answers(self.predict_tensor(codec.to_model_input(indices)))
+            answers: list[int | QueryError] = values.tolist()
+            if not valid.all():
+                for k in np.flatnonzero(~valid).tolist():
+                    answers[k] = QueryError(f"the model wrote no valid number for {chunk[rows[k]]!r}")
+            if len(rows) == len(chunk):
+                yield from answers
+            else:
+                results: list[int | QueryError | None] = errors  # type: ignore[assignment]
+                for row, answer in zip(rows, answers):
+                    results[row] = answer
+                yield from results  # type: ignore[misc]
 
     def batch(self, queries: Iterable[str], chunk_size: int = CHUNK_SIZE) -> list[int]:
         """Answer many queries; raises QueryError naming the first bad one (1-based)."""
@@ -159,12 +164,15 @@ class Adder:
 
     def predict_tensor(self, x: np.ndarray) -> np.ndarray:
         """Raw probabilities for an encoded batch (used by export validation and benchmarks)."""
-        session = self._session if len(x) < BATCH_ROWS or self._threads == 1 else self._batch()
-        (probs,) = session.run(None, {self._input_name: x})
-        return probs
+        if len(x) >= BATCH_ROWS:
+            (probs,) = self._batch().run(None, {self._input_name: x})
+            return probs
+        if len(x) == 0:
+            return np.zeros((0, self.config.output_length, len(self.config.alphabet)), dtype=np.float32)
+        return np.concatenate([self._session.run(None, {self._input_name: row})[0] for row in x[:, np.newaxis]])
 
     def _batch(self) -> ort.InferenceSession:
         with self._lock:
             if self._batch_session is None:
-                self._batch_session = _open_session(self.path, self._threads)
+                self._batch_session = _open_session(self.path, self._threads)  # batch dimension left free
             return self._batch_session

@@ -159,3 +159,37 @@ def test_single_query_paths_match_the_batch_paths(reverse_output):
     outputs = np.concatenate([codec.encode_answers([0, 13, 1998, 577]), [[10, 0, 0, 1]]])
     values, valid = codec.decode_answers(outputs)
     assert [codec.decode_one(row) for row in outputs] == [v if ok else None for v, ok in zip(values, valid)]
+
+
+VECTOR_CONFIGS = [
+    ModelConfig(),
+    ModelConfig(min_terms=2, max_terms=4, operators="+-*", max_operand=99),
+    ModelConfig(min_operand=1, max_operand=10, reverse_input=False),
+]
+query_like = st.lists(
+    st.one_of(st.text("0123456789+-*", max_size=12), st.text("0123456789+-* \t\x00(é", max_size=8)), max_size=30
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(VECTOR_CONFIGS), query_like)
+def test_batch_encoding_accepts_and_encodes_exactly_what_parse_does(config, queries):
+    """The numpy path for plain queries is an optimisation: never a second grammar."""
+    codec = Codec(config)
+    indices, errors = codec.encode_batch(queries)
+    for query, row, error in zip(queries, indices, errors):
+        try:
+            expected = codec.texts_to_indices([codec.canonical_text(codec.parse(query))], config.input_length)[0]
+        except QueryError as exc:
+            assert error is not None and str(error) == str(exc)
+            continue
+        assert error is None and (row == expected).all(), query
+
+
+def test_plain_queries_take_the_vectorised_path():
+    queries = ["3+10", "999+999", "0007+5", "0+0"]
+    out = np.zeros((len(queries), CONFIG.input_length), dtype=np.int64)
+    assert CODEC._encode_plain(queries, out).all()
+    refused = ["3 + 10", "1000+1", "3+", "+3", "3++4", "3+4\x00", "", "3+4+5"]
+    out = np.zeros((len(refused), CONFIG.input_length), dtype=np.int64)
+    assert not CODEC._encode_plain(refused, out).any()

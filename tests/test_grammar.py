@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runtime.codec import Codec, Expression, QueryError, bracket_layouts
-from runtime.config import ModelConfig
+from runtime.config import ConfigError, ModelConfig
 from train.data import all_expressions, sample_expressions
 
 ARITH = ModelConfig(min_terms=2, max_terms=3, operators="+-", brackets=True, max_operand=99)
@@ -22,8 +22,8 @@ def test_bracket_layouts_are_nested_or_disjoint_pairs_around_operations():
 
 def test_lengths_come_from_the_grammar():
     assert ARITH.alphabet == "0123456789+-() "
-    assert ARITH.input_length == len("((99-99)-99)")
-    assert (ARITH.largest_answer, ARITH.smallest_answer, ARITH.output_length) == (297, -198, 4)
+    assert ARITH.input_length == len("((99- 99)-99))")  # bracket columns: 2+1 before, 1+2 after the operands
+    assert (ARITH.largest_answer, ARITH.smallest_answer, ARITH.output_length) == (297, -198, 3)  # 297 - -198 = 495
     assert ModelConfig(operators="+*", max_operand=9, max_terms=3).output_length == len(str(9**3))
 
 
@@ -73,18 +73,43 @@ def test_a_model_without_brackets_says_so():
 
 
 @pytest.mark.parametrize("value", [-198, -5, 0, 7, 297])
-def test_negative_answers_round_trip_through_the_sign_slot(value):
+def test_negative_answers_round_trip_shifted_by_the_smallest_answer(value):
     codec = Codec(ARITH)
+    assert codec.answer_text(value)[::-1] == f"{value + 198:03d}"  # written last digit first
     target = codec.encode_answers([value])
     assert codec.decode_one(target[0]) == value
     assert codec.decode_answers(target)[0].tolist() == [value]
 
 
-def test_a_minus_sign_anywhere_but_first_is_no_number():
+def test_any_symbol_but_a_digit_in_an_answer_is_no_number():
     codec = Codec(ModelConfig(operators="+-", reverse_output=False, max_operand=99))
     minus = codec.config.alphabet.index("-")
     assert codec.decode_one(np.array([1, minus, 2])) is None
     assert codec.decode_answers(np.array([[1, minus, 2]]))[1].tolist() == [False]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_brackets_never_move_a_digit(seed):
+    """Each operand's digits sit in the same columns whatever the brackets and term count."""
+    config = ModelConfig(min_terms=2, max_terms=4, operators="+-*", brackets=True, max_operand=99, reverse_input=False)
+    codec = Codec(config)
+    digit_columns = None
+    for expression in sample_expressions(config, 30, np.random.default_rng(seed)):
+        text = codec.canonical_text(expression)
+        assert len(text) == config.input_length
+        columns = [m.start() for m in re.finditer(r"[0-9]{2}", text)]
+        digit_columns = digit_columns or {}
+        for i, column in enumerate(columns):
+            assert digit_columns.setdefault(i, column) == column
+
+
+def test_version_1_models_are_read_only_where_version_2_encodes_the_same():
+    assert ModelConfig(format_version=1).input_length == 7
+    with pytest.raises(ConfigError, match="retrain"):
+        ModelConfig(format_version=1, operators="+-")
+    with pytest.raises(ConfigError, match="retrain"):
+        ModelConfig(format_version=1, brackets=True)
 
 
 @settings(max_examples=300, deadline=None)

@@ -54,8 +54,23 @@ def test_export_uses_fused_lstm_ops_and_embeds_the_config(tiny_model):
     keras_path, onnx_path = tiny_model
     proto = onnx.load(onnx_path)
     assert fused_lstm_count(proto) == 2
+    for value in (proto.graph.input[0], proto.graph.output[0]):  # the name the runtime pins for single queries
+        assert value.type.tensor_type.shape.dim[0].dim_param == "batch"
     metadata = {p.key: p.value for p in proto.metadata_props}
     assert ModelConfig.from_json(metadata[METADATA_KEY]) == read_keras_config(keras_path)
+
+
+@pytest.mark.parametrize("rows", [0, 1, 3, 7, 8, 40])
+def test_every_batch_size_gives_the_answers_of_single_queries(tiny_model, rows):
+    """Small batches run row by row on the batch-of-1 session, larger ones on the batch session."""
+    from export.validate import random_inputs
+
+    adder = Adder(tiny_model[1])
+    x = random_inputs(adder.config, rows, np.random.default_rng(rows))
+    out = adder.predict_tensor(x)
+    assert out.shape == (rows, adder.config.output_length, len(adder.config.alphabet))
+    for row, probs in zip(x, out):
+        np.testing.assert_allclose(adder.predict_tensor(row[np.newaxis])[0], probs, atol=1e-6)
 
 
 def test_cli_answers_with_a_freshly_exported_model(tiny_model):
