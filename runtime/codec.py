@@ -284,8 +284,11 @@ class Codec:
             opens = sum(1 for first, _ in expression.brackets if first == i)
             closes = sum(1 for _, last in expression.brackets if last == i)
             parts.append(
-                PAD * (open_slots - opens) + "(" * opens + format(term, self._operand_format)
-                + ")" * closes + PAD * (close_slots - closes)
+                PAD * (open_slots - opens)
+                + "(" * opens
+                + format(term, self._operand_format)
+                + ")" * closes
+                + PAD * (close_slots - closes)
             )
             if i < len(expression.operators):
                 parts.append(expression.operators[i])
