@@ -96,6 +96,10 @@ def show_models() -> None:
         measured = (
             f"exact-match {100 * accuracy['exact_match']:.4f}% ({accuracy['method']})" if accuracy else "not measured"
         )
+        for group, counts in sorted(accuracy.get("groups", {}).items()):
+            if group.endswith("every query"):  # exhaustive checks of part of a sampled domain
+                share = (counts["total"] - counts["wrong"]) / counts["total"]
+                measured += f"; {group.removesuffix(', every query')}: {100 * share:.4f}% (exhaustive)"
         typer.echo(f"{name}: {config.describe()}; {measured}")
 
 

@@ -7,9 +7,11 @@ A query ``"50+11"`` is parsed strictly into terms, then written in canonical for
 every operand zero-padded to the width of the largest operand (``"050+011"``),
 right-padded to the model's input length and optionally reversed. Zero-padding
 puts each digit in a fixed column, which is what lets a small LSTM learn carries.
-Brackets get fixed columns of their own around each operand (``ModelConfig.bracket_slots``:
-``"(12-07)+30"`` is written ``" (12-07)+30 "`` for two to three terms) so they never
-shift a digit.
+A model with brackets reads its operands first, each in fixed columns, then the
+structure: the operators and fixed columns for brackets around each operand
+(``ModelConfig.bracket_slots``). ``"(12-7)+30"`` is written ``"120730 (- )+  "`` for
+two to three terms (before reversal), so brackets never shift a digit and, read
+reversed, the operators and brackets come before the digits they give a sign to.
 
 Answers are written as ``value - smallest_answer``, zero-padded to the output length
 and optionally reversed. The shift makes every target a non-negative number, so a
@@ -279,20 +281,29 @@ class Codec:
         return text[::-1] if config.reverse_input else text
 
     def _bracketed_text(self, expression: Expression) -> str:
-        parts = []
-        for i, (term, (open_slots, close_slots)) in enumerate(zip(expression.terms, self.config.bracket_slots)):
+        """Operands first, then the structure (operators and bracket columns) in fixed slots.
+
+        Read reversed, the encoder meets the operators and brackets before any digit, so it
+        knows each operand's sign (``a-(b-c)``: c counts positively) while the digits arrive.
+        """
+        config = self.config
+        digits = "".join(format(term, self._operand_format) for term in expression.terms)
+        structure = []
+        for i, (open_slots, close_slots) in enumerate(config.bracket_slots):
+            op_slot = 1 if i else 0
+            if i >= len(expression.terms):
+                structure.append(PAD * (op_slot + open_slots + close_slots))
+                continue
             opens = sum(1 for first, _ in expression.brackets if first == i)
             closes = sum(1 for _, last in expression.brackets if last == i)
-            parts.append(
-                PAD * (open_slots - opens)
+            structure.append(
+                (expression.operators[i - 1] if i else "")
+                + PAD * (open_slots - opens)
                 + "(" * opens
-                + format(term, self._operand_format)
                 + ")" * closes
                 + PAD * (close_slots - closes)
             )
-            if i < len(expression.operators):
-                parts.append(expression.operators[i])
-        return "".join(parts)
+        return digits.ljust(config.max_terms * config.operand_width, PAD) + "".join(structure)
 
     def answer_text(self, value: int) -> str:
         """The exact string the model writes for an answer."""

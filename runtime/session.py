@@ -113,6 +113,7 @@ class Adder:
         _check_signature(self._session, self.config, self.path)
         self.codec = Codec(self.config)
         self._input_name = self._session.get_inputs()[0].name
+        self._outputs = [self._session.get_outputs()[0].name]
 
     def parse(self, query: str) -> Expression:
         return self.codec.parse(query)
@@ -120,7 +121,7 @@ class Adder:
     def __call__(self, query: str) -> int:
         """Answer one query, e.g. ``adder("3+10") == 13``; raises QueryError if it is invalid."""
         x = self.codec.encode_one(self.parse(query))
-        (probs,) = self._session.run(None, {self._input_name: x})
+        (probs,) = self._session.run(self._outputs, {self._input_name: x})
         answer = self.codec.decode_one(probs[0])
         if answer is None:
             raise QueryError(f"the model wrote no valid number for {query!r}")

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from runtime.codec import Codec, Expression, QueryError, bracket_layouts
 from runtime.config import ConfigError, ModelConfig
-from train.data import all_expressions, sample_expressions
+from train.data import all_expressions, epoch_data, sample_expressions
 
 ARITH = ModelConfig(min_terms=2, max_terms=3, operators="+-", brackets=True, max_operand=99)
 
@@ -136,3 +136,12 @@ def test_a_mutated_expression_is_refused_or_parses_to_what_it_says(seed, positio
         return
     without_leading_zeros = re.sub(r"[0-9]+", lambda m: str(int(m.group())), mutated)
     assert isinstance(parsed, Expression) and parsed.value == eval(without_leading_zeros)
+
+
+def test_a_curriculum_epoch_draws_fewer_terms_in_the_full_encoding():
+    x, y = epoch_data(ARITH, 300, seed=0, epoch=0, max_terms=2)
+    assert x.shape == (300, ARITH.input_length, len(ARITH.alphabet)) and y.shape == (300, ARITH.output_length)
+    texts = ["".join(ARITH.alphabet[i] for i in row) for row in x.argmax(-1)]
+    assert all(sum(ch.isdigit() for ch in text) == 4 for text in texts)  # two operands of two digits
+    full, _ = epoch_data(ARITH, 300, seed=0, epoch=0)
+    assert {sum(ARITH.alphabet[i].isdigit() for i in row) for row in full.argmax(-1)} == {4, 6}

@@ -10,21 +10,21 @@ pytestmark = [needs_training, pytest.mark.slow]
 
 
 @pytest.mark.parametrize(
-    "terms, ops, brackets, query, value, refused",
+    "terms, ops, brackets, query, value, refused, extra",
     [
-        ("2-3", "+-", True, "(5-3)+1", 3, "2*3"),
-        ("2", "*", False, "4*5", 20, "(4*5)"),
-        ("3", "-*", True, "5-(2*3)", -1, "5-2"),
-        ("2-4", "+-*", True, "((1+2)*3)-4", 5, "1+2+3+4+5"),
+        ("2-3", "+-", True, "(5-3)+1", 3, "2*3", []),
+        ("2", "*", False, "4*5", 20, "(4*5)", []),
+        ("3", "-*", True, "5-(2*3)", -1, "5-2", []),
+        ("2-4", "+-*", True, "((1+2)*3)-4", 5, "1+2+3+4+5", ["--curriculum", "1", "--epochs", "3"]),
     ],
 )
-def test_option_combination_trains_exports_and_answers(tmp_path, terms, ops, brackets, query, value, refused):
+def test_option_combination_trains_exports_and_answers(tmp_path, terms, ops, brackets, query, value, refused, extra):
     from export.cli import app as export_app
     from train.cli import train_app
 
     keras_path, onnx_path = tmp_path / "m.keras", tmp_path / "m.onnx"
     args = ["--terms", terms, "--ops", ops, "--largest", "5", "--epochs", "1", "--samples", "64"]
-    args += ["--brackets" if brackets else "--no-brackets", "--no-evaluate", "--out", str(keras_path)]
+    args += ["--brackets" if brackets else "--no-brackets", "--no-evaluate", "--out", str(keras_path), *extra]
     runner = CliRunner()
     trained = runner.invoke(train_app, args)
     assert trained.exit_code == 0, trained.output
@@ -37,3 +37,12 @@ def test_option_combination_trains_exports_and_answers(tmp_path, terms, ops, bra
     assert isinstance(answer, int) or "wrote no valid number" in str(answer)
     with pytest.raises(QueryError):
         adder(refused)
+
+
+def test_curriculum_adds_one_term_count_every_n_epochs():
+    from runtime.config import ModelConfig
+    from train.fit import TrainSettings
+
+    config = ModelConfig(min_terms=2, max_terms=4, max_operand=9)
+    assert [TrainSettings(curriculum=3).terms_at(config, e) for e in range(10)] == [2, 2, 2, 3, 3, 3, 4, 4, 4, 4]
+    assert TrainSettings().terms_at(config, 0) == 4

@@ -20,6 +20,7 @@ EXPORT = [sys.executable, "-c", "from export.cli import main; main()"]
         (["--epochs", "-3"], "--epochs must be at least 1"),
         (["--samples", "0"], "--samples must be at least 1"),
         (["--seed", "-1"], "--seed must be a non-negative"),
+        (["--curriculum", "-1"], "--curriculum must be 0 or more"),
         (["--out", "missing-folder/m.keras"], "does not exist"),
         (["--out", "m.h5"], "must end in .keras"),
         (["--encoding", "bits"], "encoding must be one of"),

@@ -82,6 +82,13 @@ def train(
     ] = True,
     encoding: Annotated[str, typer.Option(help="'onehot' vectors, or 'index' with an Embedding layer.")] = "onehot",
     seed: Annotated[int, typer.Option(help="Seed for weights and data; same seed, same machine, same model.")] = 0,
+    curriculum: Annotated[
+        int,
+        typer.Option(
+            help="With a range of --terms: epochs spent on each term count before the next is added "
+            "(the fewest terms first); 0 draws the whole grammar from the start."
+        ),
+    ] = 0,
     evaluate: Annotated[bool, typer.Option(help="Measure exact-match over the domain when training ends.")] = True,
     stop_when_exact: Annotated[
         bool, typer.Option(help="End early once every query of the domain is answered right.")
@@ -98,6 +105,7 @@ def train(
         (samples >= 1, f"--samples must be at least 1, got {samples}"),
         (batch_size >= 1, f"--batch-size must be at least 1, got {batch_size}"),
         (seed >= 0, f"--seed must be a non-negative integer, got {seed}"),
+        (curriculum >= 0, f"--curriculum must be 0 or more epochs, got {curriculum}"),
         (learning_rate > 0, f"--learning-rate must be positive, got {learning_rate}"),
         (schedule in ("constant", "cosine"), f"--schedule must be 'constant' or 'cosine', got {schedule!r}"),
         (out.suffix == ".keras", f"--out must end in .keras, got {out}"),
@@ -127,7 +135,7 @@ def train(
         raise fail(f"--arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
     from train.fit import TrainSettings
 
-    settings = TrainSettings(epochs, samples, batch_size, learning_rate, schedule, seed)
+    settings = TrainSettings(epochs, samples, batch_size, learning_rate, schedule, seed, curriculum)
     run_training(config, arch, out, settings, evaluate, stop_when_exact)
 
 

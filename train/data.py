@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from itertools import product
 
 import numpy as np
@@ -28,10 +29,16 @@ def sample_expressions(config: ModelConfig, count: int, rng: np.random.Generator
     return expressions
 
 
-def epoch_data(config: ModelConfig, count: int, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fresh samples for one epoch, a pure function of (seed, epoch) so a resumed run sees the same data."""
+def epoch_data(
+    config: ModelConfig, count: int, seed: int, epoch: int, max_terms: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fresh samples for one epoch, a pure function of its arguments so a resumed run sees the same data.
+
+    ``max_terms`` narrows the grammar for a curriculum; the encoding is always the full config's.
+    """
     rng = np.random.default_rng([seed, epoch])
-    expressions = sample_expressions(config, count, rng)
+    drawn_from = config if max_terms is None else replace(config, max_terms=max_terms)
+    expressions = sample_expressions(drawn_from, count, rng)
     codec = Codec(config)
     return codec.encode_expressions(expressions), codec.encode_answers([e.value for e in expressions])
 

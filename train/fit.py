@@ -33,6 +33,19 @@ class TrainSettings:
     learning_rate: float = 1e-3
     schedule: str = "cosine"  # or "constant"; cosine decays to 0 over the run
     seed: int = 0
+    curriculum: int = 0  # epochs per term count: see terms_at
+
+    def terms_at(self, config: ModelConfig, epoch: int) -> int:
+        """Most terms drawn in an epoch: the fewest first, one more every ``curriculum`` epochs.
+
+        Measured on 2-3 terms with + - and brackets: trained on the mix from the start,
+        the answer's units digit stayed at chance (10%) for 23 epochs even on two-term
+        queries; two-term queries alone learn it in about 8 epochs, and the model then
+        goes on to three terms.
+        """
+        if not self.curriculum:
+            return config.max_terms
+        return min(config.max_terms, config.min_terms + epoch // self.curriculum)
 
     def learning_rate_at(self, epoch: int) -> float:
         if self.schedule == "cosine":
@@ -127,7 +140,7 @@ def fit(
     last_full_check = -FULL_CHECK_EVERY
     for epoch in range(start, settings.epochs):
         model.optimizer.learning_rate.assign(settings.learning_rate_at(epoch))
-        x, y = epoch_data(config, settings.samples, settings.seed, epoch)
+        x, y = epoch_data(config, settings.samples, settings.seed, epoch, settings.terms_at(config, epoch))
         log(f"Epoch {epoch + 1}/{settings.epochs}")
         # Every epoch's samples are already fresh and random: no shuffle keeps runs reproducible.
         result = model.fit(x, y, batch_size=settings.batch_size, epochs=1, shuffle=False, verbose=verbose)
