@@ -56,8 +56,18 @@ def test_info_prints_the_config_as_json():
 
 def test_version_and_list_models():
     assert run_adder("--version").stdout.decode().startswith("adder ")
-    listing = run_adder("--list-models").stdout.decode()
-    assert listing.startswith("default: 2 terms in 0..999") and "exact-match" in listing
+    listing = run_adder("--list-models").stdout.decode().splitlines()
+    assert listing[0].startswith("arith: 2-3 terms in 0..99, operators +-, brackets; exact-match")
+    assert "2 terms: 100.0000% (exhaustive)" in listing[0]
+    assert listing[1].startswith("default: 2 terms in 0..999") and "exact-match 100.0000% (exhaustive)" in listing[1]
+
+
+def test_the_arith_model_answers_brackets_and_negative_results():
+    result = run_adder("--model", "arith", "(12-7)+30", "5-9", "(0-99)", "3+10")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().split() == ["35", "-4", "-99", "13"]
+    refused = run_adder("--model", "arith", "1+2+3+4")
+    assert refused.returncode == 1 and "this model adds 2 to 3 terms; got 4" in refused.stderr.decode()
 
 
 def test_missing_model_is_a_one_line_error(tmp_path):
