@@ -3,8 +3,10 @@
     python benchmarks/ort_tuning.py
 
 Rows: session creation per graph-optimisation level and for a model saved already
-optimised; single-query latency and 8192-query throughput per thread count and
-spinning setting. The runtime's choices (runtime/session.py) come from this table.
+optimised; single-query latency per optimisation level with the batch dimension
+free or pinned to 1; single-query latency and 8192-query throughput per thread
+count and spinning setting. The runtime's choices (runtime/session.py) come from
+this table.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import onnxruntime as ort
 from runtime_speed import per_call  # the same timing loop as the main benchmark
 
 from runtime import Adder
+from runtime.config import BATCH_DIM
 from runtime.session import MODELS_DIR
 
 MODEL = MODELS_DIR / "default.onnx"
@@ -27,8 +30,10 @@ LEVELS = {
 }
 
 
-def options(threads: int = 1, level: str = "all", spin: bool = True) -> ort.SessionOptions:
+def options(threads: int = 1, level: str = "all", spin: bool = True, pinned: bool = False) -> ort.SessionOptions:
     so = ort.SessionOptions()
+    if pinned:
+        so.add_free_dimension_override_by_name(BATCH_DIM, 1)
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.graph_optimization_level = LEVELS[level]
@@ -52,6 +57,12 @@ def main() -> None:
         ]:
             seconds = per_call(lambda p=path, lv=level: ort.InferenceSession(str(p), options(level=lv)), 10)
             print(f"{'session creation: ' + name:<44} {seconds * 1e3:>11.2f} ms")
+    for level in ("basic", "all"):
+        for pinned in (False, True):
+            session = ort.InferenceSession(str(MODEL), options(level=level, spin=False, pinned=pinned))
+            single = per_call(lambda s=session: s.run(None, {"query": one}), 1000)
+            label = f"{level}, batch {'pinned to 1' if pinned else 'free'}"
+            print(f"{'single query, ' + label:<44} {single * 1e6:>11.1f} us")
     for threads in (1, 2):
         for spin in (False, True):
             session = ort.InferenceSession(str(MODEL), options(threads, spin=spin))
