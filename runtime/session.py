@@ -136,23 +136,13 @@ class Adder:
         while chunk := list(islice(iterator, chunk_size)):
             indices, errors = codec.encode_batch(chunk)
             rows = [i for i, error in enumerate(errors) if error is None]
-            if not rows:
-                yield from errors  # type: ignore[misc]
-                continue
-            if len(rows) < len(chunk):
-                indices = indices[rows]
-            values, valid = codec.decode_answers(self.predict_tensor(codec.to_model_input(indices)))
-            answers: list[int | QueryError] = values.tolist()
-            if not valid.all():
-                for k in np.flatnonzero(~valid).tolist():
-                    answers[k] = QueryError(f"the model wrote no valid number for {chunk[rows[k]]!r}")
-            if len(rows) == len(chunk):
-                yield from answers
-            else:
-                results: list[int | QueryError | None] = errors  # type: ignore[assignment]
-                for row, answer in zip(rows, answers):
-                    results[row] = answer
-                yield from results  # type: ignore[misc]
+            results: list[int | QueryError | None] = list(errors)
+            if rows:
+                subset = indices if len(rows) == len(chunk) else indices[rows]
+                values, valid = codec.decode_answers(self.predict_tensor(codec.to_model_input(subset)))
+                for row, value, ok in zip(rows, values.tolist(), valid.tolist()):
+                    results[row] = value if ok else QueryError(f"the model wrote no valid number for {chunk[row]!r}")
+            yield from results  # type: ignore[misc]
 
     def batch(self, queries: Iterable[str], chunk_size: int = CHUNK_SIZE) -> list[int]:
         """Answer many queries; raises QueryError naming the first bad one (1-based)."""
