@@ -145,3 +145,37 @@ def test_a_curriculum_epoch_draws_fewer_terms_in_the_full_encoding():
     assert all(sum(ch.isdigit() for ch in text) == 4 for text in texts)  # two operands of two digits
     full, _ = epoch_data(ARITH, 300, seed=0, epoch=0)
     assert {sum(ARITH.alphabet[i].isdigit() for i in row) for row in full.argmax(-1)} == {4, 6}
+
+
+FAST_PATH_CONFIGS = [
+    ModelConfig(),
+    ModelConfig(reverse_input=False, reverse_output=False, max_operand=10, min_operand=1),
+    ARITH,
+    ModelConfig(min_terms=2, max_terms=4, operators="+-*", brackets=True, max_operand=9),
+    ModelConfig(operators="-", max_operand=99, encoding="index"),
+]
+
+
+@pytest.mark.parametrize("config", FAST_PATH_CONFIGS, ids=lambda c: f"{c.max_terms}{c.operators}{c.brackets}")
+def test_batch_encoding_and_values_match_the_one_at_a_time_definitions(config):
+    """encode_expressions, values_of and encode_answers work per shape with numpy; they must
+    give exactly what canonical_text, Expression.value and answer_text give one by one."""
+    from runtime.codec import values_of
+
+    codec = Codec(config)
+    expressions = sample_expressions(config, 3000, np.random.default_rng(11))
+    texts = [codec.canonical_text(e) for e in expressions]
+    one_by_one = codec.to_model_input(codec.texts_to_indices(texts, config.input_length))
+    assert np.array_equal(codec.encode_expressions(expressions), one_by_one)
+    values = [e.value for e in expressions]
+    assert values_of(expressions).tolist() == values
+    answers = codec.texts_to_indices([codec.answer_text(v) for v in values], config.output_length)
+    assert np.array_equal(codec.encode_answers(values), answers)
+
+
+def test_encoding_refuses_what_does_not_fit_instead_of_writing_it_wrong():
+    codec = Codec(ARITH)
+    with pytest.raises(ValueError, match="operand width"):
+        codec.encode_expressions([Expression((100, 1), ("+",))])
+    with pytest.raises(ValueError, match="output length"):
+        codec.encode_answers([ARITH.smallest_answer - 1])

@@ -8,7 +8,7 @@ from itertools import product
 
 import numpy as np
 
-from runtime.codec import Codec, Expression, bracket_layouts
+from runtime.codec import Codec, Expression, bracket_layouts, values_of
 from runtime.config import ModelConfig
 
 
@@ -40,7 +40,7 @@ def epoch_data(
     drawn_from = config if max_terms is None else replace(config, max_terms=max_terms)
     expressions = sample_expressions(drawn_from, count, rng)
     codec = Codec(config)
-    return codec.encode_expressions(expressions), codec.encode_answers([e.value for e in expressions])
+    return codec.encode_expressions(expressions), codec.encode_answers(values_of(expressions))
 
 
 def all_expressions(config: ModelConfig, chunk: int = 100_000) -> Iterator[list[Expression]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.codec import Expression
+from runtime.codec import Expression, values_of
 from runtime.config import ModelConfig
 from train.data import all_expressions, sample_expressions
 
@@ -95,7 +95,7 @@ def tally(predict: Predictor, config: ModelConfig, method: str, chunks, progress
     result = Evaluation(method)
     for expressions in chunks:
         values, valid = predict(expressions)
-        truth = np.array([e.value for e in expressions], dtype=np.int64)
+        truth = values_of(expressions)
         right = (values == truth) & valid
         wrong = np.flatnonzero(~right)
         result.total += len(expressions)

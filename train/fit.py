@@ -13,7 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from runtime.codec import Codec
+from runtime.codec import Codec, values_of
 from runtime.config import ModelConfig
 from train.archive import save_keras, write_atomic
 from train.data import epoch_data, sample_expressions
@@ -135,7 +135,8 @@ def fit(
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2  # a progress bar only where it redraws
     probe = sample_expressions(config, PROBE_SIZE, np.random.default_rng([settings.seed, PROBE_STREAM]))
-    probe_truth = np.array([e.value for e in probe])
+    codec = Codec(config)
+    probe_x, probe_truth = codec.encode_expressions(probe), values_of(probe)  # once, not every epoch
     predict = keras_predictor(model, config)
     last_full_check = -FULL_CHECK_EVERY
     for epoch in range(start, settings.epochs):
@@ -144,7 +145,7 @@ def fit(
         log(f"Epoch {epoch + 1}/{settings.epochs}")
         # Every epoch's samples are already fresh and random: no shuffle keeps runs reproducible.
         result = model.fit(x, y, batch_size=settings.batch_size, epochs=1, shuffle=False, verbose=verbose)
-        values, valid = predict(probe)
+        values, valid = codec.decode_answers(model.predict(probe_x, batch_size=PROBE_SIZE, verbose=0))
         probe_em = float(((values == probe_truth) & valid).mean())
         history.append({"epoch": epoch + 1, "loss": float(result.history["loss"][-1]), "probe_exact_match": probe_em})
         log(f"  loss {history[-1]['loss']:.5f}, exact-match on {PROBE_SIZE:,} probe queries {100 * probe_em:.2f}%")
