@@ -1,3 +1,3 @@
-from runtime.cli import run
+from runtime.command import run
 
 run()

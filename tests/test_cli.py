@@ -101,7 +101,7 @@ class _Source:
 
 
 def test_progress_bar_is_drawn_only_on_a_terminal_for_large_input(monkeypatch):
-    from runtime import cli
+    from runtime import answer as cli
 
     terminal = _Terminal()
     monkeypatch.setattr(cli.sys, "stderr", terminal)
@@ -116,7 +116,33 @@ def test_progress_bar_is_drawn_only_on_a_terminal_for_large_input(monkeypatch):
 
 
 def test_no_progress_bar_when_stderr_is_not_a_terminal(monkeypatch):
-    from runtime import cli
+    from runtime import answer as cli
 
     progress = cli.Progress(_Source())
     assert not progress.enabled or cli.sys.stderr.isatty()
+
+
+def test_plain_queries_skip_the_option_parser_and_answer_the_same():
+    """`adder Q...` is answered without importing typer (cold start); with an option it goes
+    through typer, and both must print, complain and exit alike."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from runtime import command; sys.argv = ['adder', '3+10', '1000+1']\n"
+        "try:\n    command.run()\nexcept SystemExit as exit:\n"
+        "    print(exit.code, 'typer' in sys.modules, 'click' in sys.modules, file=sys.stderr)"
+    )
+    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert plain.stderr.splitlines()[-1] == "1 False False"
+    fast, parsed = run_adder("3+10", "1000+1"), run_adder("--model", "default", "3+10", "1000+1")
+    assert (fast.returncode, fast.stdout, fast.stderr) == (parsed.returncode, parsed.stdout, parsed.stderr)
+    assert fast.stdout.decode().splitlines()[1] == "" and fast.returncode == 1
+
+
+def test_model_from_environment_variable_on_both_paths(tmp_path):
+    env = {"ADDER_MODEL": str(tmp_path / "env.onnx")}
+    fast, parsed = run_adder("1+1", env=env), run_adder("--json", "1+1", env=env)
+    assert fast.returncode == parsed.returncode == 2
+    assert fast.stderr == parsed.stderr and "env.onnx" in fast.stderr.decode()
+    assert run_adder("1+1", env={"ADDER_MODEL": ""}).stdout.decode().strip() == "2"

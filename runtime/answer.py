@@ -1,0 +1,103 @@
+"""Answering queries for the `adder` command: one output line per query, errors on stderr.
+
+Nothing here imports typer, so a plain `adder QUERY...` (see runtime.command) can
+answer without loading the option parser.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from stat import S_ISREG
+
+from runtime.codec import QueryError
+from runtime.session import CHUNK_SIZE, Adder, ModelError
+
+EXIT_BAD_QUERY = 1
+EXIT_USAGE = 2
+CHUNK = CHUNK_SIZE  # queries per onnxruntime call and per write
+PROGRESS_AFTER = 50_000  # lines before a progress bar is worth drawing
+
+
+class StdinLines:
+    """Lines of stdin without their endings; invalid UTF-8 survives as surrogates the parser refuses."""
+
+    def __init__(self) -> None:
+        self.bytes_read = 0
+        stat = os.fstat(sys.stdin.fileno())
+        self.size = stat.st_size if S_ISREG(stat.st_mode) else None
+
+    def __iter__(self) -> Iterator[str]:
+        for raw in sys.stdin.buffer:
+            self.bytes_read += len(raw)
+            yield raw.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
+
+
+class Progress:
+    """A one-line progress bar on stderr, drawn only for a person watching a large input."""
+
+    def __init__(self, source: StdinLines | None) -> None:
+        self.source = source
+        self.enabled = source is not None and sys.stderr.isatty()
+        self.drawn = False
+
+    def update(self, answered: int) -> None:
+        if not self.enabled or answered < PROGRESS_AFTER:
+            return
+        size = self.source.size
+        if size:
+            share = min(self.source.bytes_read / size, 1.0)
+            bar = "#" * int(30 * share)
+            sys.stderr.write(f"\r[{bar:<30}] {100 * share:3.0f}%  {answered:,} lines")
+        else:
+            sys.stderr.write(f"\r{answered:,} lines answered")
+        sys.stderr.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\n")
+
+
+def answer_stream(adder, queries: Iterable[str], label: str, as_json: bool, progress: Progress) -> int:
+    """Write one output line per query, in order; return how many queries failed."""
+    failed = 0
+    out = sys.stdout
+    iterator = iter(queries)
+    number = 0
+    while chunk := list(islice(iterator, CHUNK)):
+        lines = []
+        for query, result in zip(chunk, adder.results(chunk, CHUNK)):
+            number += 1
+            if isinstance(result, QueryError):
+                failed += 1
+                sys.stderr.write(f"error: {label} {number}: {result}\n")
+                lines.append(json.dumps({"query": query, "error": str(result)}) if as_json else "")
+            else:
+                lines.append(json.dumps({"query": query, "answer": result}) if as_json else str(result))
+        out.write("\n".join(lines) + "\n")
+        out.flush()
+        progress.update(number)
+    progress.close()
+    return failed
+
+
+def open_adder(model: str | None) -> Adder | None:
+    """The Adder for ``model``, or None after a one-line error on stderr."""
+    try:
+        return Adder(model)
+    except ModelError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return None
+
+
+def answer_arguments(queries: list[str], model: str | None, as_json: bool = False) -> int:
+    """Answer queries given as arguments; the exit code (0, EXIT_BAD_QUERY or EXIT_USAGE)."""
+    adder = open_adder(model)
+    if adder is None:
+        return EXIT_USAGE
+    failed = answer_stream(adder, queries, "query", as_json, Progress(None))
+    return EXIT_BAD_QUERY if failed else 0
