@@ -63,9 +63,9 @@ def test_version_and_list_models():
 
 
 def test_the_arith_model_answers_brackets_and_negative_results():
-    result = run_adder("--model", "arith", "(12-7)+30", "5-9", "(0-99)", "3+10")
+    result = run_adder("--model", "arith", "(12-7)+30", "99-99-99", "5-9", "(0-99)", "3+10")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.decode().split() == ["35", "-4", "-99", "13"]
+    assert result.stdout.decode().split() == ["35", "-99", "-4", "-99", "13"]
     refused = run_adder("--model", "arith", "1+2+3+4")
     assert refused.returncode == 1 and "this model adds 2 to 3 terms; got 4" in refused.stderr.decode()
 

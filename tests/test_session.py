@@ -140,6 +140,14 @@ def test_every_accepted_spelling_is_answered_with_the_true_sum(a, b, space, zero
     assert _SHARED(f"{space}{'0' * zeros}{a}{space}+{space}{b}{space}") == a + b
 
 
+def test_the_shipped_arith_model_records_the_accuracy_it_was_shipped_for():
+    """Issue 7's targets, as measured when the model was trained and embedded in the file."""
+    evaluation = Adder("arith").config.training["evaluation"]
+    assert evaluation["total"] == 1_000_000 and evaluation["exact_match"] >= 0.999
+    assert evaluation["groups"]["2 terms, every query"] == {"total": 40_000, "wrong": 0}
+    assert Adder("arith").config.training["train_seconds"] <= 30 * 60
+
+
 def test_the_arith_model_is_exact_on_two_term_queries():
     """Measured exhaustively when it was trained (all 40,000); here a seeded sample, brackets included."""
     from train.data import sample_expressions
