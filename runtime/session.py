@@ -26,9 +26,17 @@ class ModelError(ValueError):
     """A model file that cannot be used: missing, unreadable, or not an adder model."""
 
 
+BATCH_SUFFIX = ".batch.onnx"
+
+
 def shipped_models() -> list[str]:
     """Names of the models packaged with the runtime (usable as ``Adder(name)``)."""
-    return sorted(p.stem for p in MODELS_DIR.glob("*.onnx"))
+    return sorted(p.stem for p in MODELS_DIR.glob("*.onnx") if not p.name.endswith(BATCH_SUFFIX))
+
+
+def batch_graph_path(path: Path) -> Path:
+    """Where adder-export saves a model's batch graph (export/unroll.py): beside it."""
+    return path.with_name(path.name.removesuffix(".onnx") + BATCH_SUFFIX)
 
 
 def resolve_model(model: str | Path | None) -> Path:
@@ -107,6 +115,7 @@ class Adder:
         self.path = resolve_model(model)
         self._threads = threads or os.cpu_count() or 1
         self._batch_session: ort.InferenceSession | None = None
+        self.batch_path: Path | None = None  # the graph batches run on, once the first batch has run
         self._lock = threading.Lock()
         self._session = _open_session(self.path, 1, single=True)
         self.config = _read_config(self._session, self.path)
@@ -165,5 +174,21 @@ class Adder:
     def _batch(self) -> ort.InferenceSession:
         with self._lock:
             if self._batch_session is None:
-                self._batch_session = _open_session(self.path, self._threads)  # batch dimension left free
+                self._batch_session = self._open_batch_session()
             return self._batch_session
+
+    def _open_batch_session(self) -> ort.InferenceSession:
+        """The batch graph saved beside the model when it is the same model (same embedded
+        config, training record included); otherwise the model's own graph. The batch
+        dimension is left free."""
+        batch_path = batch_graph_path(self.path)
+        if batch_path != self.path and batch_path.is_file():
+            try:
+                session = _open_session(batch_path, self._threads)
+                if _read_config(session, batch_path).to_json() == self.config.to_json():
+                    self.batch_path = batch_path
+                    return session
+            except ModelError:
+                pass  # unusable: the model's own graph answers the same, a little slower
+        self.batch_path = self.path
+        return _open_session(self.path, self._threads)

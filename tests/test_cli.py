@@ -57,6 +57,7 @@ def test_info_prints_the_config_as_json():
 def test_version_and_list_models():
     assert run_adder("--version").stdout.decode().startswith("adder ")
     listing = run_adder("--list-models").stdout.decode().splitlines()
+    assert len(listing) == 2  # the batch graphs beside them are not models of their own
     assert listing[0].startswith("arith: 2-3 terms in 0..99, operators +-, brackets; exact-match")
     assert "2 terms: 100.0000% (exhaustive)" in listing[0]
     assert listing[1].startswith("default: 2 terms in 0..999") and "exact-match 100.0000% (exhaustive)" in listing[1]

@@ -73,6 +73,43 @@ def test_every_batch_size_gives_the_answers_of_single_queries(tiny_model, rows):
         np.testing.assert_allclose(adder.predict_tensor(row[np.newaxis])[0], probs, atol=1e-6)
 
 
+def test_export_writes_a_batch_graph_that_batches_run_on(tiny_model):
+    """The decoder written out step by step: one fused LSTM left, same answers as Keras."""
+    import onnx
+
+    from export.convert import fused_lstm_count
+    from runtime.session import batch_graph_path
+    from train.archive import read_keras_config
+    from train.data import all_expressions
+
+    keras_path, onnx_path = tiny_model
+    batch_path = batch_graph_path(onnx_path)
+    assert batch_path.name == "tiny.batch.onnx" and fused_lstm_count(onnx.load(batch_path)) == 1
+    (every,) = list(all_expressions(read_keras_config(keras_path)))
+    assert_parity(keras_path, batch_path, every)
+    adder = Adder(onnx_path)
+    adder.predict_tensor(adder.codec.encode_expressions(every))
+    assert adder.batch_path == batch_path
+
+
+def test_a_batch_graph_of_another_model_is_not_used(tiny_model, tmp_path):
+    """A stale or foreign .batch.onnx beside a model (say, an export interrupted between its two
+    files) must not answer for it: the embedded configs, training record included, must match."""
+    import shutil
+
+    from train.archive import read_keras_config
+    from train.data import all_expressions
+
+    keras_path, onnx_path = tiny_model
+    shutil.copy(onnx_path, tmp_path / "m.onnx")
+    shutil.copy(REPO / "runtime" / "models" / "default.batch.onnx", tmp_path / "m.batch.onnx")
+    adder = Adder(tmp_path / "m.onnx")
+    (every,) = list(all_expressions(read_keras_config(keras_path)))
+    texts = [e.text() for e in every]
+    assert adder.batch(texts) == [adder(text) for text in texts]
+    assert adder.batch_path == tmp_path / "m.onnx"
+
+
 def test_cli_answers_with_a_freshly_exported_model(tiny_model):
     _, onnx_path = tiny_model
     result = run_adder("--model", str(onnx_path), "3+4")
