@@ -5,7 +5,8 @@
 Rows: session creation per graph-optimisation level and for a model saved already
 optimised; single-query latency per optimisation level with the batch dimension
 free or pinned to 1; single-query latency and 8192-query throughput per thread
-count and spinning setting. The runtime's choices (runtime/session.py) come from
+count and spinning setting; the fused graph against the batch graph saved beside it.
+The runtime's choices (runtime/session.py) come from
 this table.
 """
 
@@ -20,7 +21,7 @@ from runtime_speed import per_call  # the same timing loop as the main benchmark
 
 from runtime import Adder
 from runtime.config import BATCH_DIM
-from runtime.session import MODELS_DIR
+from runtime.session import MODELS_DIR, batch_graph_path
 
 MODEL = MODELS_DIR / "default.onnx"
 LEVELS = {
@@ -77,6 +78,24 @@ def main() -> None:
             session = ort.InferenceSession(str(MODEL), options(threads, spin=False))
             seconds = per_call(lambda s=session, x=x: s.run(None, {"query": x}), 50)
             print(f"{f'{rows}-query batch, {threads} thread(s)':<44} {rows / seconds:>10,.0f} q/s")
+    # The fused graph against the batch graph adder-export writes beside it (export/unroll.py),
+    # interleaved, on the runtime's settings: batches on 2 threads, single queries pinned on 1.
+    graphs = {"fused": MODEL, "batch graph": batch_graph_path(MODEL)}
+    timings: dict[str, list[float]] = {}
+    for _ in range(3):
+        for name, path in graphs.items():
+            batch = ort.InferenceSession(str(path), options(2, spin=False))
+            single = ort.InferenceSession(str(path), options(1, spin=False, pinned=True))
+            x = many[:1024]
+            timings.setdefault(f"1024-query batch, 2 threads, {name}", []).append(
+                1024 / per_call(lambda s=batch, x=x: s.run(None, {"query": x}), 20)
+            )
+            timings.setdefault(f"single query, pinned, {name}", []).append(
+                1e6 * per_call(lambda s=single: s.run(None, {"query": one}), 1000)
+            )
+    for label, values in timings.items():
+        unit = "us" if label.startswith("single") else "q/s"
+        print(f"{label:<44} {np.median(values):>10,.1f} {unit}")
 
 
 if __name__ == "__main__":

@@ -54,11 +54,11 @@ def export(
     os.environ["KERAS_BACKEND"] = "tensorflow"
 
     from export.convert import fused_lstm_count, keras_to_onnx, quantize_int8
-    from export.validate import ValidationError, validate_export
     from export.unroll import unroll_decoder
+    from export.validate import ValidationError, validate_export
     from runtime import Adder, ModelError
-    from runtime.session import batch_graph_path
     from runtime.config import ConfigError
+    from runtime.session import batch_graph_path
     from train.archive import ArchiveError, atomic_path, load_keras
 
     try:

@@ -394,7 +394,7 @@ class Codec:
         """
         if shape not in self._shape_rows:
             n, operators, brackets = shape
-            width, length = self.config.operand_width, self._input_length
+            length = self._input_length
 
             def row(terms: tuple[int, ...]) -> np.ndarray:
                 return self.texts_to_indices([self.canonical_text(Expression(terms, operators, brackets))], length)[0]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
 
@@ -107,14 +109,17 @@ class Adder:
     One onnxruntime session is created per Adder and reused for every call;
     ``InferenceSession.run`` is thread-safe, so one Adder may serve many threads.
     Single queries run on one thread (no pool overhead); batches of BATCH_ROWS or
-    more go to a second session, opened on first use, with ``threads`` threads
-    (default: every core).
+    more go to a second, one-thread session on the batch graph, opened on first use,
+    and larger inputs are cut into chunks that ``threads`` workers (default: every
+    core) run side by side. Chunks in parallel measured as fast as onnxruntime's own
+    threads inside one call, and they let one chunk's parsing overlap another's run.
     """
 
     def __init__(self, model: str | Path | None = None, *, threads: int | None = None) -> None:
         self.path = resolve_model(model)
         self._threads = threads or os.cpu_count() or 1
         self._batch_session: ort.InferenceSession | None = None
+        self._executor: ThreadPoolExecutor | None = None
         self.batch_path: Path | None = None  # the graph batches run on, once the first batch has run
         self._lock = threading.Lock()
         self._session = _open_session(self.path, 1, single=True)
@@ -139,19 +144,36 @@ class Adder:
     def results(self, queries: Iterable[str], chunk_size: int = CHUNK_SIZE) -> Iterator[int | QueryError]:
         """One result per query, in order: the answer, or the QueryError explaining why not.
 
-        Streams in chunks (one onnxruntime call each), so memory stays flat for any input size.
+        Streams in chunks (one onnxruntime call each), so memory stays flat for any input
+        size. With more than one thread, chunks are answered by a pool of that many
+        workers, at most one chunk more than workers in flight: one chunk's parsing and
+        decoding in Python overlaps another's onnxruntime call.
         """
-        codec, iterator = self.codec, iter(queries)
-        while chunk := list(islice(iterator, chunk_size)):
-            indices, errors = codec.encode_batch(chunk)
-            rows = [i for i, error in enumerate(errors) if error is None]
-            results: list[int | QueryError | None] = list(errors)
-            if rows:
-                subset = indices if len(rows) == len(chunk) else indices[rows]
-                values, valid = codec.decode_answers(self.predict_tensor(codec.to_model_input(subset)))
-                for row, value, ok in zip(rows, values.tolist(), valid.tolist()):
-                    results[row] = value if ok else QueryError(f"the model wrote no valid number for {chunk[row]!r}")
-            yield from results  # type: ignore[misc]
+        iterator = iter(queries)
+        chunks = iter(lambda: list(islice(iterator, chunk_size)), [])
+        if self._threads == 1:
+            for chunk in chunks:
+                yield from self._answer_chunk(chunk)
+            return
+        pool, pending = self._pool(), deque()
+        for chunk in chunks:
+            pending.append(pool.submit(self._answer_chunk, chunk))
+            if len(pending) > self._threads:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
+
+    def _answer_chunk(self, chunk: list[str]) -> list[int | QueryError]:
+        codec = self.codec
+        indices, errors = codec.encode_batch(chunk)
+        rows = [i for i, error in enumerate(errors) if error is None]
+        results: list[int | QueryError | None] = list(errors)
+        if rows:
+            subset = indices if len(rows) == len(chunk) else indices[rows]
+            values, valid = codec.decode_answers(self._run(codec.to_model_input(subset)))
+            for row, value, ok in zip(rows, values.tolist(), valid.tolist()):
+                results[row] = value if ok else QueryError(f"the model wrote no valid number for {chunk[row]!r}")
+        return results  # type: ignore[return-value]
 
     def batch(self, queries: Iterable[str], chunk_size: int = CHUNK_SIZE) -> list[int]:
         """Answer many queries; raises QueryError naming the first bad one (1-based)."""
@@ -164,12 +186,24 @@ class Adder:
 
     def predict_tensor(self, x: np.ndarray) -> np.ndarray:
         """Raw probabilities for an encoded batch (used by export validation and benchmarks)."""
+        if self._threads > 1 and len(x) > CHUNK_SIZE:
+            parts = [x[start : start + CHUNK_SIZE] for start in range(0, len(x), CHUNK_SIZE)]
+            return np.concatenate(list(self._pool().map(self._run, parts)))
+        return self._run(x)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
         if len(x) >= BATCH_ROWS:
             (probs,) = self._batch().run(None, {self._input_name: x})
             return probs
         if len(x) == 0:
             return np.zeros((0, self.config.output_length, len(self.config.alphabet)), dtype=np.float32)
         return np.concatenate([self._session.run(None, {self._input_name: row})[0] for row in x[:, np.newaxis]])
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="adder")
+            return self._executor
 
     def _batch(self) -> ort.InferenceSession:
         with self._lock:
@@ -184,11 +218,11 @@ class Adder:
         batch_path = batch_graph_path(self.path)
         if batch_path != self.path and batch_path.is_file():
             try:
-                session = _open_session(batch_path, self._threads)
+                session = _open_session(batch_path, 1)
                 if _read_config(session, batch_path).to_json() == self.config.to_json():
                     self.batch_path = batch_path
                     return session
             except ModelError:
                 pass  # unusable: the model's own graph answers the same, a little slower
         self.batch_path = self.path
-        return _open_session(self.path, self._threads)
+        return _open_session(self.path, 1)

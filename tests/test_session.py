@@ -131,6 +131,23 @@ def test_multi_threaded_batches_give_the_same_answers_as_one_thread():
     assert Adder(threads=2).batch(queries) == Adder(threads=1).batch(queries)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_chunks_answered_in_parallel_come_back_in_order(threads):
+    """Many small chunks over a worker pool: every result in its query's place, errors included."""
+    rng = np.random.default_rng(threads)
+    terms = rng.integers(0, 1000, size=(2000, 2)).tolist()
+    queries = [f"{a}+{b}" if i % 97 else f"{a}+{b}+1" for i, (a, b) in enumerate(terms)]
+    results = list(Adder(threads=threads).results(queries, chunk_size=37))
+    for i, ((a, b), result) in enumerate(zip(terms, results)):
+        if i % 97:
+            assert result == a + b
+        else:
+            assert isinstance(result, QueryError) and "got 3" in str(result)
+    assert len(results) == len(queries)
+    x = Adder().codec.encode_queries([q for i, q in enumerate(queries) if i % 97])
+    np.testing.assert_allclose(Adder(threads=threads).predict_tensor(x), Adder(threads=1).predict_tensor(x), atol=1e-6)
+
+
 _SHARED = Adder()
 
 
