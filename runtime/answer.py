@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import deque
 from collections.abc import Iterable, Iterator
-from itertools import islice
 from stat import S_ISREG
 
 from runtime.codec import QueryError
@@ -63,21 +63,37 @@ class Progress:
 
 
 def answer_stream(adder, queries: Iterable[str], label: str, as_json: bool, progress: Progress) -> int:
-    """Write one output line per query, in order; return how many queries failed."""
-    failed = 0
+    """Write one output line per query, in order; return how many queries failed.
+
+    The whole stream goes through one ``Adder.results`` call, so its worker pool keeps
+    several chunks in flight; the queries it has read and not yet answered wait in a
+    queue (a few chunks at most), to be written beside their answers.
+    """
+    failed = number = 0
     out = sys.stdout
-    iterator = iter(queries)
-    number = 0
-    while chunk := list(islice(iterator, CHUNK)):
-        lines = []
-        for query, result in zip(chunk, adder.results(chunk, CHUNK)):
-            number += 1
-            if isinstance(result, QueryError):
-                failed += 1
-                sys.stderr.write(f"error: {label} {number}: {result}\n")
-                lines.append(json.dumps({"query": query, "error": str(result)}) if as_json else "")
-            else:
-                lines.append(json.dumps({"query": query, "answer": result}) if as_json else str(result))
+    read: deque[str] = deque()
+
+    def remembered() -> Iterator[str]:
+        for query in queries:
+            read.append(query)
+            yield query
+
+    lines: list[str] = []
+    for result in adder.results(remembered(), CHUNK):
+        query = read.popleft()
+        number += 1
+        if isinstance(result, QueryError):
+            failed += 1
+            sys.stderr.write(f"error: {label} {number}: {result}\n")
+            lines.append(json.dumps({"query": query, "error": str(result)}) if as_json else "")
+        else:
+            lines.append(json.dumps({"query": query, "answer": result}) if as_json else str(result))
+        if len(lines) == CHUNK:
+            out.write("\n".join(lines) + "\n")
+            out.flush()
+            lines = []
+            progress.update(number)
+    if lines:
         out.write("\n".join(lines) + "\n")
         out.flush()
         progress.update(number)
