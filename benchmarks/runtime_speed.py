@@ -8,7 +8,9 @@ Needs the train extra (for the Keras side). Not a test; run by hand:
 Cold start and memory time whole processes (`adder "3+10"` against
 `python -c "import onnxruntime, numpy"`, the floor for any Python onnxruntime
 program); throughput compares strings-in-ints-out through `Adder.batch` with Keras
-`model.predict` on tensors that are already encoded.
+`model.predict` on tensors that are already encoded. The int8 rows quantize the
+shipped float32 model as `adder-export --quantize int8` does and judge it over the
+whole domain: float32 stays the default unless int8 is exact and faster.
 """
 
 from __future__ import annotations
@@ -178,6 +180,29 @@ def main() -> None:
         rows["stream_small_s"], rows["stream_small_rss"] = median_process([*adder_command(), "-"], 1, small)
         rows["stream_large_s"], rows["stream_large_rss"] = median_process([*adder_command(), "-"], 1, large)
 
+    # int8: onnxruntime's dynamic quantization of the shipped float32 graph (what
+    # `adder-export --quantize int8` writes), judged over the default's whole domain.
+    from export.convert import quantize_int8
+    from runtime.session import MODELS_DIR
+
+    every = [f"{a}+{b}" for a in range(config.max_operand + 1) for b in range(config.max_operand + 1)]
+    truth = np.array([a + b for a in range(config.max_operand + 1) for b in range(config.max_operand + 1)])
+    with tempfile.TemporaryDirectory() as folder:
+        int8_path = Path(folder) / "default.int8.onnx"
+        quantize_int8(MODELS_DIR / "default.onnx", int8_path)
+        int8 = Adder(int8_path)
+        rows["int8_bytes"], rows["fp32_bytes"] = int8_path.stat().st_size, (MODELS_DIR / "default.onnx").stat().st_size
+        rows["int8_call_s"] = per_call(lambda: int8(QUERY), 2000)
+        rows["fp32_call_s"] = per_call(lambda: adder(QUERY), 2000)
+        started = time.perf_counter()
+        rows["int8_wrong"] = int((np.array(int8.batch(every)) != truth).sum())
+        rows["int8_domain_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        rows["fp32_wrong"] = int((np.array(adder.batch(every)) != truth).sum())
+        rows["fp32_domain_s"] = time.perf_counter() - started
+    int8_better = rows["int8_wrong"] == 0 and rows["int8_call_s"] < rows["fp32_call_s"]
+    default_is_int8 = False  # runtime/models/default.onnx is float32
+
     n = args.queries
     table = [
         (
@@ -227,6 +252,36 @@ def main() -> None:
                 ratio <= 2,
             )
         )
+    table += [
+        (
+            "int8 model size: float32 / int8 (bytes)",
+            f"{rows['fp32_bytes']:,} / {rows['int8_bytes']:,}",
+            rows["fp32_bytes"] / rows["int8_bytes"],
+            "> 1 (smaller)",
+            rows["int8_bytes"] < rows["fp32_bytes"],
+        ),
+        (
+            "int8 warm query: float32 / int8",
+            f"{rows['fp32_call_s'] * 1e6:.0f} us / {rows['int8_call_s'] * 1e6:.0f} us",
+            rows["fp32_call_s"] / rows["int8_call_s"],
+            "reported",
+            True,
+        ),
+        (
+            f"int8 batch, all {len(every):,} queries: float32 / int8 (s)",
+            f"{rows['fp32_domain_s']:.1f} s / {rows['int8_domain_s']:.1f} s",
+            rows["fp32_domain_s"] / rows["int8_domain_s"],
+            "reported",
+            True,
+        ),
+        (
+            f"int8 exact-match, all {len(every):,} queries: float32 / int8",
+            f"{100 * (1 - rows['fp32_wrong'] / len(every)):.4f}% / {100 * (1 - rows['int8_wrong'] / len(every)):.4f}%",
+            100 * (1 - rows["int8_wrong"] / len(every)),
+            "fp32 unless 100",
+            default_is_int8 == int8_better,  # int8 becomes the default only if exact and faster
+        ),
+    ]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"{'measure':<62} {'values':>26} {'ratio':>8} {'target':>14}  met")
     for name, values, ratio, target, met in table:
