@@ -6,9 +6,9 @@ import os
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
@@ -22,6 +22,10 @@ CHUNK_SIZE = 1024  # rows per onnxruntime call: measured faster and ~3x leaner i
 # Fewer rows than this run one by one through the single-query session; more go to the
 # multi-threaded batch session, which costs a few milliseconds to open on first use.
 BATCH_ROWS = 8
+
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 
 class ModelError(ValueError):
@@ -151,12 +155,14 @@ class Adder:
         """
         iterator = iter(queries)
         chunks = iter(lambda: list(islice(iterator, chunk_size)), [])
-        if self._threads == 1:
-            for chunk in chunks:
+        first = next(chunks, None)
+        second = next(chunks, None) if first is not None and self._threads > 1 else None
+        if second is None:  # one chunk (a few queries from the command line), or one thread
+            for chunk in chain([first] if first is not None else [], chunks):
                 yield from self._answer_chunk(chunk)
             return
         pool, pending = self._pool(), deque()
-        for chunk in chunks:
+        for chunk in chain([first, second], chunks):
             pending.append(pool.submit(self._answer_chunk, chunk))
             if len(pending) > self._threads:
                 yield from pending.popleft().result()
@@ -202,6 +208,8 @@ class Adder:
     def _pool(self) -> ThreadPoolExecutor:
         with self._lock:
             if self._executor is None:
+                from concurrent.futures import ThreadPoolExecutor  # only once a second chunk exists
+
                 self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="adder")
             return self._executor
 
