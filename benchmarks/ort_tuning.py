@@ -19,9 +19,9 @@ import numpy as np
 import onnxruntime as ort
 from runtime_speed import per_call  # the same timing loop as the main benchmark
 
-from runtime import Adder
-from runtime.config import BATCH_DIM
-from runtime.session import MODELS_DIR, batch_graph_path
+from adder import Adder
+from adder.config import BATCH_DIM
+from adder.session import MODELS_DIR, batch_graph_path
 
 MODEL = MODELS_DIR / "default.onnx"
 LEVELS = {

@@ -32,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from runtime import Adder  # noqa: E402
+from adder import Adder  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 KERAS_MODEL = REPO / "train" / "models" / "default.keras"
@@ -41,7 +41,7 @@ QUERY = "3+10"
 
 def adder_command() -> list[str]:
     found = shutil.which("adder")
-    return [found] if found else [sys.executable, "-m", "runtime"]
+    return [found] if found else [sys.executable, "-m", "adder"]
 
 
 def run_process(command: list[str], stdin_path: Path | None = None) -> float:
@@ -104,7 +104,7 @@ def per_call(fn, calls: int, repeats: int = 5) -> float:
 def keras_query_script() -> str:
     return (
         "import os; os.environ.setdefault('KERAS_BACKEND', 'tensorflow');"
-        "from train.archive import load_keras; from runtime.codec import Codec;"
+        "from adder.train.archive import load_keras; from adder.codec import Codec;"
         f"m, c = load_keras({str(KERAS_MODEL)!r}); x = Codec(c).encode_queries([{QUERY!r}]);"
         "print(Codec(c).decode_one(m(x, training=False).numpy()[0]))"
     )
@@ -124,7 +124,7 @@ def main() -> None:
 
     import keras  # noqa: F401  (the Keras side of every comparison)
 
-    from train.archive import load_keras
+    from adder.train.archive import load_keras
 
     rows: dict[str, float] = {}
     floor_s, floor_rss = median_process([sys.executable, "-c", "import onnxruntime, numpy"], args.repeats)
@@ -182,8 +182,8 @@ def main() -> None:
 
     # int8: onnxruntime's dynamic quantization of the shipped float32 graph (what
     # `adder-export --quantize int8` writes), judged over the default's whole domain.
-    from export.convert import quantize_int8
-    from runtime.session import MODELS_DIR
+    from adder.export.convert import quantize_int8
+    from adder.session import MODELS_DIR
 
     every = [f"{a}+{b}" for a in range(config.max_operand + 1) for b in range(config.max_operand + 1)]
     truth = np.array([a + b for a in range(config.max_operand + 1) for b in range(config.max_operand + 1)])

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from train.cli import fail, require_training_stack
+from adder.train.cli import fail, require_training_stack
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -53,13 +53,13 @@ def export(
     # tf2onnx converts TensorFlow graphs, whatever backend the model was trained with.
     os.environ["KERAS_BACKEND"] = "tensorflow"
 
-    from export.convert import fused_lstm_count, keras_to_onnx, quantize_int8
-    from export.unroll import unroll_decoder
-    from export.validate import ValidationError, validate_export
-    from runtime import Adder, ModelError
-    from runtime.config import ConfigError
-    from runtime.session import batch_graph_path
-    from train.archive import ArchiveError, atomic_path, load_keras
+    from adder import Adder, ModelError
+    from adder.config import ConfigError
+    from adder.export.convert import fused_lstm_count, keras_to_onnx, quantize_int8
+    from adder.export.unroll import unroll_decoder
+    from adder.export.validate import ValidationError, validate_export
+    from adder.session import batch_graph_path
+    from adder.train.archive import ArchiveError, atomic_path, load_keras
 
     try:
         keras_model, config = load_keras(model)
@@ -100,9 +100,9 @@ def export(
 
 def describe_int8(path: Path, config) -> None:
     """An int8 model cannot match float32 probabilities to 1e-5; report what it gets right instead."""
-    from runtime import Adder
-    from train.cli import onnx_predictor
-    from train.evaluate import evaluate
+    from adder import Adder
+    from adder.train.cli import onnx_predictor
+    from adder.train.evaluate import evaluate
 
     result = evaluate(onnx_predictor(Adder(path)), config)
     typer.echo(f"int8 export: {path.stat().st_size:,} bytes; {result.summary()}")

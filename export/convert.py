@@ -11,7 +11,7 @@ from pathlib import Path
 
 import onnx
 
-from runtime.config import BATCH_DIM, METADATA_KEY, ModelConfig
+from adder.config import BATCH_DIM, METADATA_KEY, ModelConfig
 
 INPUT_NAME = "query"
 OPSET = 17

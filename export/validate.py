@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime import Adder
-from runtime.codec import Codec
-from runtime.config import ModelConfig
-from train.data import sample_expressions
+from adder import Adder
+from adder.codec import Codec
+from adder.config import ModelConfig
+from adder.train.data import sample_expressions
 
 # Domain queries: what users are answered. Random symbol sequences lie far outside
 # the training distribution, where a confident model amplifies float32 rounding: on

@@ -1,3 +1,3 @@
-from runtime.command import run
+from .command import run
 
 run()

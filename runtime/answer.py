@@ -1,6 +1,6 @@
 """Answering queries for the `adder` command: one output line per query, errors on stderr.
 
-Nothing here imports typer, so a plain `adder QUERY...` (see runtime.command) can
+Nothing here imports typer, so a plain `adder QUERY...` (see adder.command) can
 answer without loading the option parser.
 """
 
@@ -13,8 +13,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from stat import S_ISREG
 
-from runtime.codec import QueryError
-from runtime.session import CHUNK_SIZE, Adder, ModelError
+from .grammar import QueryError
+from .session import CHUNK_SIZE, Adder, ModelError
 
 EXIT_BAD_QUERY = 1
 EXIT_USAGE = 2

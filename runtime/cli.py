@@ -1,4 +1,4 @@
-"""`adder`: answer queries from arguments or standard input; a thin layer over runtime.Adder."""
+"""`adder`: answer queries from arguments or standard input; a thin layer over adder.Adder."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from typing import Annotated
 
 import typer
 
-from runtime.answer import EXIT_BAD_QUERY, EXIT_USAGE, Progress, StdinLines, answer_arguments, answer_stream, open_adder
+from .answer import EXIT_BAD_QUERY, EXIT_USAGE, Progress, StdinLines, answer_arguments, answer_stream, open_adder
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 def show_models() -> None:
-    from runtime.session import Adder, shipped_models
+    from .session import Adder, shipped_models
 
     for name in shipped_models():
         config = Adder(name).config
@@ -52,7 +52,7 @@ def main(
     error object), a message naming it on stderr, and the exit code is 1.
     """
     if version:
-        from runtime import __version__
+        from . import __version__
 
         typer.echo(f"adder {__version__}")
         return

@@ -3,7 +3,7 @@
 ``adder "3+10"``, queries and nothing else, is what the command is run with most, and
 it needs no option parsing: it is answered without importing typer and click, about
 40 ms of a cold start whose floor (Python importing numpy and onnxruntime) is about
-200 ms. Anything else, an option included, goes to the typer layer in runtime.cli,
+200 ms. Anything else, an option included, goes to the typer layer in adder.cli,
 which answers plain queries through the same function.
 """
 
@@ -16,10 +16,10 @@ import sys
 def run() -> None:
     args = sys.argv[1:]
     if args and not any(arg.startswith("-") for arg in args):
-        from runtime.answer import answer_arguments
+        from .answer import answer_arguments
 
         # typer reads --model from ADDER_MODEL, an empty value counting as unset.
         sys.exit(answer_arguments(args, os.environ.get("ADDER_MODEL") or None))
-    from runtime.cli import app
+    from .cli import app
 
     app()

@@ -12,14 +12,15 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from .grammar import DIGITS, bracket_layouts
+
 # Version 2 (2026-11-24): brackets sit in fixed columns around each operand and answers
-# are stored shifted by the smallest answer (see runtime.codec). Version 1 encoded both
+# are stored shifted by the smallest answer (see adder.codec). Version 1 encoded both
 # differently, so it is still read only where neither applies (no '-', no brackets):
 # there the two versions write identical tensors, which keeps early two-term models valid.
 FORMAT_VERSION = 2
 METADATA_KEY = "adder.config"
 BATCH_DIM = "batch"  # name of every model's first (batch) dimension; the runtime pins it to 1 for single queries
-DIGITS = "0123456789"
 PAD = " "
 SUPPORTED_OPERATORS = "+-*"
 ENCODINGS = ("onehot", "index")
@@ -133,8 +134,6 @@ class ModelConfig:
     @property
     def domain_size(self) -> int:
         """Number of distinct queries: term counts x operands x operators x bracket layouts."""
-        from runtime.codec import bracket_layouts
-
         values = self.max_operand - self.min_operand + 1
         ops = len(self.operators)
         return sum(

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnxruntime as ort
 
-from runtime.codec import Codec, Expression, QueryError
-from runtime.config import BATCH_DIM, METADATA_KEY, ConfigError, ModelConfig
+from .codec import Codec
+from .config import BATCH_DIM, METADATA_KEY, ConfigError, ModelConfig
+from .grammar import Expression, QueryError
 
 MODELS_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL = "default"

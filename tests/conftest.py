@@ -20,7 +20,7 @@ needs_training = pytest.mark.skipif(not HAS_TRAINING_STACK, reason="needs the tr
 def run_adder(*args: str, stdin: bytes | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the `adder` CLI as a user would: a fresh process, bytes in, text out."""
     return subprocess.run(
-        [sys.executable, "-m", "runtime", *args],
+        [sys.executable, "-m", "adder", *args],
         input=stdin if stdin is not None else b"",
         capture_output=True,
         env={**os.environ, **(env or {})},
@@ -35,9 +35,9 @@ def tiny_model(tmp_path_factory) -> tuple[Path, Path]:
         pytest.skip("needs the train extra")
     folder = tmp_path_factory.mktemp("tiny")
     keras_path, onnx_path = folder / "tiny.keras", folder / "tiny.onnx"
-    train = [sys.executable, "-c", "from train.cli import main; main()"]
+    train = [sys.executable, "-c", "from adder.train.cli import main; main()"]
     args = ["--largest", "9", "--epochs", "2", "--samples", "256", "--batch-size", "64", "--seed", "3"]
     subprocess.run([*train, *args, "--out", str(keras_path)], check=True, capture_output=True, timeout=600)
-    export = [sys.executable, "-c", "from export.cli import main; main()"]
+    export = [sys.executable, "-c", "from adder.export.cli import main; main()"]
     subprocess.run([*export, str(keras_path), "-o", str(onnx_path)], check=True, capture_output=True, timeout=600)
     return keras_path, onnx_path

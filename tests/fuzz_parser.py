@@ -20,7 +20,7 @@ from collections import Counter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime import Adder, QueryError
+from adder import Adder, QueryError
 
 ACCEPTED = re.compile(r"[ \t]*([0-9]+)[ \t]*\+[ \t]*([0-9]+)[ \t]*", re.ASCII)
 

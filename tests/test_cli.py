@@ -8,7 +8,7 @@ from tests.conftest import run_adder
 def test_queries_print_one_answer_per_line():
     result = run_adder("3+10", "50+11")
     assert result.returncode == 0, result.stderr
-    from runtime import Adder
+    from adder import Adder
 
     adder = Adder()
     assert result.stdout.decode().splitlines() == [str(adder("3+10")), str(adder("50+11"))]
@@ -102,7 +102,7 @@ class _Source:
 
 
 def test_progress_bar_is_drawn_only_on_a_terminal_for_large_input(monkeypatch):
-    from runtime import answer as cli
+    from adder import answer as cli
 
     terminal = _Terminal()
     monkeypatch.setattr(cli.sys, "stderr", terminal)
@@ -117,7 +117,7 @@ def test_progress_bar_is_drawn_only_on_a_terminal_for_large_input(monkeypatch):
 
 
 def test_no_progress_bar_when_stderr_is_not_a_terminal(monkeypatch):
-    from runtime import answer as cli
+    from adder import answer as cli
 
     progress = cli.Progress(_Source())
     assert not progress.enabled or cli.sys.stderr.isatty()
@@ -130,7 +130,7 @@ def test_plain_queries_skip_the_option_parser_and_answer_the_same():
     import sys
 
     code = (
-        "import sys; from runtime import command; sys.argv = ['adder', '3+10', '1000+1']\n"
+        "import sys; from adder import command; sys.argv = ['adder', '3+10', '1000+1']\n"
         "try:\n    command.run()\nexcept SystemExit as exit:\n"
         "    print(exit.code, 'typer' in sys.modules, 'click' in sys.modules, file=sys.stderr)"
     )

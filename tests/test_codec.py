@@ -5,8 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.codec import MAX_QUERY_CHARS, Codec, Expression, QueryError
-from runtime.config import ModelConfig
+from adder.codec import Codec
+from adder.config import ModelConfig
+from adder.grammar import MAX_QUERY_CHARS, Expression, QueryError
 
 CONFIG = ModelConfig()
 CODEC = Codec(CONFIG)

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from runtime.config import ConfigError, ModelConfig
+from adder.config import ConfigError, ModelConfig
 
 
 def test_default_config_describes_two_terms_up_to_999():

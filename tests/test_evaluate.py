@@ -2,8 +2,8 @@
 
 import numpy as np
 
-import train.evaluate as evaluation
-from runtime.config import ModelConfig
+import adder.train.evaluate as evaluation
+from adder.config import ModelConfig
 
 
 def off_by_one_every(k: int):

@@ -7,9 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.codec import Codec, Expression, QueryError, bracket_layouts
-from runtime.config import ConfigError, ModelConfig
-from train.data import all_expressions, epoch_data, sample_expressions
+from adder.codec import Codec
+from adder.config import ConfigError, ModelConfig
+from adder.grammar import Expression, QueryError, bracket_layouts
+from adder.train.data import all_expressions, epoch_data, sample_expressions
 
 ARITH = ModelConfig(min_terms=2, max_terms=3, operators="+-", brackets=True, max_operand=99)
 
@@ -160,7 +161,7 @@ FAST_PATH_CONFIGS = [
 def test_batch_encoding_and_values_match_the_one_at_a_time_definitions(config):
     """encode_expressions, values_of and encode_answers work per shape with numpy; they must
     give exactly what canonical_text, Expression.value and answer_text give one by one."""
-    from runtime.codec import values_of
+    from adder.grammar import values_of
 
     codec = Codec(config)
     expressions = sample_expressions(config, 3000, np.random.default_rng(11))

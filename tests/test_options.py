@@ -3,7 +3,7 @@
 import pytest
 from typer.testing import CliRunner
 
-from runtime import Adder, QueryError
+from adder import Adder, QueryError
 from tests.conftest import needs_training
 
 pytestmark = [needs_training, pytest.mark.slow]
@@ -19,8 +19,8 @@ pytestmark = [needs_training, pytest.mark.slow]
     ],
 )
 def test_option_combination_trains_exports_and_answers(tmp_path, terms, ops, brackets, query, value, refused, extra):
-    from export.cli import app as export_app
-    from train.cli import train_app
+    from adder.export.cli import app as export_app
+    from adder.train.cli import train_app
 
     keras_path, onnx_path = tmp_path / "m.keras", tmp_path / "m.onnx"
     args = ["--terms", terms, "--ops", ops, "--largest", "5", "--epochs", "1", "--samples", "64"]
@@ -40,8 +40,8 @@ def test_option_combination_trains_exports_and_answers(tmp_path, terms, ops, bra
 
 
 def test_curriculum_adds_one_term_count_every_n_epochs():
-    from runtime.config import ModelConfig
-    from train.fit import TrainSettings
+    from adder.config import ModelConfig
+    from adder.train.fit import TrainSettings
 
     config = ModelConfig(min_terms=2, max_terms=4, max_operand=9)
     assert [TrainSettings(curriculum=3).terms_at(config, e) for e in range(10)] == [2, 2, 2, 3, 3, 3, 4, 4, 4, 4]

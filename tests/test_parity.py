@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.validate import ATOL_RANDOM
-from runtime import Adder
-from runtime.codec import Codec
+from adder import Adder
+from adder.codec import Codec
+from adder.export.validate import ATOL_RANDOM
 from tests.conftest import needs_training, run_adder
 
 ATOL = 1e-5
@@ -17,8 +17,8 @@ pytestmark = [needs_training, pytest.mark.slow]
 
 
 def assert_parity(keras_path: Path, onnx_path: Path, expressions, randoms: int = 500, atol_random: float = ATOL):
-    from export.validate import keras_probs, random_inputs
-    from train.archive import load_keras
+    from adder.export.validate import keras_probs, random_inputs
+    from adder.train.archive import load_keras
 
     model, config = load_keras(keras_path)
     adder = Adder(onnx_path)
@@ -35,8 +35,8 @@ def assert_parity(keras_path: Path, onnx_path: Path, expressions, randoms: int =
 
 
 def test_tiny_model_agrees_on_every_query_of_its_domain(tiny_model):
-    from train.archive import read_keras_config
-    from train.data import all_expressions
+    from adder.train.archive import read_keras_config
+    from adder.train.data import all_expressions
 
     keras_path, onnx_path = tiny_model
     (every,) = list(all_expressions(read_keras_config(keras_path)))
@@ -47,9 +47,9 @@ def test_tiny_model_agrees_on_every_query_of_its_domain(tiny_model):
 def test_export_uses_fused_lstm_ops_and_embeds_the_config(tiny_model):
     import onnx
 
-    from export.convert import fused_lstm_count
-    from runtime.config import METADATA_KEY, ModelConfig
-    from train.archive import read_keras_config
+    from adder.config import METADATA_KEY, ModelConfig
+    from adder.export.convert import fused_lstm_count
+    from adder.train.archive import read_keras_config
 
     keras_path, onnx_path = tiny_model
     proto = onnx.load(onnx_path)
@@ -63,7 +63,7 @@ def test_export_uses_fused_lstm_ops_and_embeds_the_config(tiny_model):
 @pytest.mark.parametrize("rows", [0, 1, 3, 7, 8, 40])
 def test_every_batch_size_gives_the_answers_of_single_queries(tiny_model, rows):
     """Small batches run row by row on the batch-of-1 session, larger ones on the batch session."""
-    from export.validate import random_inputs
+    from adder.export.validate import random_inputs
 
     adder = Adder(tiny_model[1])
     x = random_inputs(adder.config, rows, np.random.default_rng(rows))
@@ -77,10 +77,10 @@ def test_export_writes_a_batch_graph_that_batches_run_on(tiny_model):
     """The decoder written out step by step: one fused LSTM left, same answers as Keras."""
     import onnx
 
-    from export.convert import fused_lstm_count
-    from runtime.session import batch_graph_path
-    from train.archive import read_keras_config
-    from train.data import all_expressions
+    from adder.export.convert import fused_lstm_count
+    from adder.session import batch_graph_path
+    from adder.train.archive import read_keras_config
+    from adder.train.data import all_expressions
 
     keras_path, onnx_path = tiny_model
     batch_path = batch_graph_path(onnx_path)
@@ -97,8 +97,8 @@ def test_a_batch_graph_of_another_model_is_not_used(tiny_model, tmp_path):
     files) must not answer for it: the embedded configs, training record included, must match."""
     import shutil
 
-    from train.archive import read_keras_config
-    from train.data import all_expressions
+    from adder.train.archive import read_keras_config
+    from adder.train.data import all_expressions
 
     keras_path, onnx_path = tiny_model
     shutil.copy(onnx_path, tmp_path / "m.onnx")
@@ -119,8 +119,8 @@ def test_cli_answers_with_a_freshly_exported_model(tiny_model):
 
 
 def test_validation_fails_loudly_when_the_export_differs(tiny_model):
-    from export.validate import ValidationError, validate_export
-    from train.archive import load_keras
+    from adder.export.validate import ValidationError, validate_export
+    from adder.train.archive import load_keras
 
     keras_path, onnx_path = tiny_model
     model, config = load_keras(keras_path)
@@ -130,8 +130,8 @@ def test_validation_fails_loudly_when_the_export_differs(tiny_model):
 
 
 def test_shipped_default_model_agrees_with_its_keras_source():
-    from train.archive import read_keras_config
-    from train.data import sample_expressions
+    from adder.train.archive import read_keras_config
+    from adder.train.data import sample_expressions
 
     keras_path = REPO / "train" / "models" / "default.keras"
     config = read_keras_config(keras_path)

@@ -14,7 +14,7 @@ from tests.conftest import needs_training
 
 pytestmark = [needs_training, pytest.mark.slow]
 
-TRAIN = [sys.executable, "-c", "from train.cli import main; main()"]
+TRAIN = [sys.executable, "-c", "from adder.train.cli import main; main()"]
 ARGS = ["--largest", "9", "--epochs", "3", "--samples", "20000", "--batch-size", "32", "--no-evaluate"]
 
 
@@ -68,7 +68,7 @@ def test_a_checkpoint_from_other_options_is_not_silently_reused(tmp_path):
 
 
 def test_same_seed_same_machine_gives_the_same_model(tmp_path):
-    from train.archive import load_keras
+    from adder.train.archive import load_keras
 
     weights = []
     for name in ("a", "b"):

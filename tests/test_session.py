@@ -1,4 +1,4 @@
-"""The Python API (runtime.Adder) on the shipped default model, and refusal of unusable model files."""
+"""The Python API (adder.Adder) on the shipped default model, and refusal of unusable model files."""
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime import Adder, ModelError, QueryError
-from runtime.config import METADATA_KEY, ModelConfig
-from runtime.session import MODELS_DIR, shipped_models
+from adder import Adder, ModelError, QueryError
+from adder.config import METADATA_KEY, ModelConfig
+from adder.session import MODELS_DIR, shipped_models
 
 DEFAULT = MODELS_DIR / "default.onnx"
 
@@ -119,7 +119,7 @@ def test_runtime_never_imports_the_training_stack():
     import sys
 
     code = (
-        "import sys, runtime, runtime.cli; from runtime import Adder; Adder()('3+10');"
+        "import sys, adder, adder.cli; from adder import Adder; Adder()('3+10');"
         "bad = [m for m in ('tensorflow', 'keras', 'tf2onnx', 'onnx') if m in sys.modules]; print(bad)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -167,7 +167,7 @@ def test_the_shipped_arith_model_records_the_accuracy_it_was_shipped_for():
 
 def test_the_arith_model_is_exact_on_two_term_queries():
     """Measured exhaustively when it was trained (all 40,000); here a seeded sample, brackets included."""
-    from train.data import sample_expressions
+    from adder.train.data import sample_expressions
 
     arith = Adder("arith")
     two_terms = ModelConfig(min_terms=2, max_terms=2, operators="+-", brackets=True, max_operand=99)

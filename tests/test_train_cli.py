@@ -5,10 +5,10 @@ import sys
 
 import pytest
 
-from train.archive import atomic_path
+from adder.train.archive import atomic_path
 
-TRAIN = [sys.executable, "-c", "from train.cli import main; main()"]
-EXPORT = [sys.executable, "-c", "from export.cli import main; main()"]
+TRAIN = [sys.executable, "-c", "from adder.train.cli import main; main()"]
+EXPORT = [sys.executable, "-c", "from adder.export.cli import main; main()"]
 
 
 @pytest.mark.parametrize(
@@ -70,7 +70,7 @@ def test_training_without_the_extra_asks_for_it_in_one_line(monkeypatch, capsys)
 
     import typer
 
-    from train import cli
+    from adder.train import cli
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "keras" else real(name))

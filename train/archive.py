@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from runtime.config import ModelConfig
+from adder.config import ModelConfig
 
 CONFIG_MEMBER = "adder.json"
 

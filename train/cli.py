@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from runtime.config import ConfigError, ModelConfig
+from adder.config import ConfigError, ModelConfig
 
 EXTRA_HINT = "error: training needs the train extra; install it with: pip install '.[train]'"
 
@@ -129,11 +129,11 @@ def train(
     except ConfigError as exc:
         raise fail(str(exc)) from None
     require_training_stack()
-    from train.model import ARCHITECTURES
+    from adder.train.model import ARCHITECTURES
 
     if arch not in ARCHITECTURES:
         raise fail(f"--arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
-    from train.fit import TrainSettings
+    from adder.train.fit import TrainSettings
 
     settings = TrainSettings(epochs, samples, batch_size, learning_rate, schedule, seed, curriculum)
     run_training(config, arch, out, settings, evaluate, stop_when_exact)
@@ -142,11 +142,11 @@ def train(
 def run_training(config, arch_name, out, settings, evaluate, stop_when_exact):
     from dataclasses import asdict, replace
 
-    from train.archive import save_keras, write_atomic
-    from train.device import describe_device
-    from train.evaluate import evaluate as run_evaluation
-    from train.fit import Checkpoint, fit, keras_predictor
-    from train.model import ARCHITECTURES
+    from adder.train.archive import save_keras, write_atomic
+    from adder.train.device import describe_device
+    from adder.train.evaluate import evaluate as run_evaluation
+    from adder.train.fit import Checkpoint, fit, keras_predictor
+    from adder.train.model import ARCHITECTURES
 
     arch = ARCHITECTURES[arch_name]
     typer.echo(
@@ -188,7 +188,7 @@ def evaluate_models(
     ] = None,
 ) -> None:
     """Measure exact-match over a model's whole domain (a seeded 1,000,000-query sample if larger)."""
-    from train.evaluate import evaluate, write_json
+    from adder.train.evaluate import evaluate, write_json
 
     result = None
     for path in models:
@@ -208,15 +208,15 @@ def evaluate_models(
 def predictor_for(path: Path):
     if path.suffix == ".keras":
         require_training_stack()
-        from train.archive import ArchiveError, load_keras
-        from train.fit import keras_predictor
+        from adder.train.archive import ArchiveError, load_keras
+        from adder.train.fit import keras_predictor
 
         try:
             model, config = load_keras(path)
         except (ArchiveError, ConfigError) as exc:
             raise fail(str(exc)) from None
         return keras_predictor(model, config), config
-    from runtime import Adder, ModelError
+    from adder import Adder, ModelError
 
     try:
         adder = Adder(path)
@@ -229,7 +229,7 @@ def onnx_predictor(adder):
     """Answers through the public string API, exactly as `adder -` does."""
     import numpy as np
 
-    from train.evaluate import query_text
+    from adder.train.evaluate import query_text
 
     def predict(expressions):
         results = list(adder.results(query_text(e) for e in expressions))

@@ -1,4 +1,4 @@
-"""Queries for training and evaluation, drawn from a config's domain and encoded by runtime.codec."""
+"""Queries for training and evaluation, drawn from a config's domain and encoded by adder.codec."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from itertools import product
 
 import numpy as np
 
-from runtime.codec import Codec, Expression, bracket_layouts, values_of
-from runtime.config import ModelConfig
+from adder.codec import Codec
+from adder.grammar import Expression, bracket_layouts, values_of
+from adder.config import ModelConfig
 
 
 def sample_expressions(config: ModelConfig, count: int, rng: np.random.Generator) -> list[Expression]:

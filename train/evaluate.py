@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.codec import Expression, values_of
-from runtime.config import ModelConfig
-from train.data import all_expressions, sample_expressions
+from adder.grammar import Expression, values_of
+from adder.config import ModelConfig
+from adder.train.data import all_expressions, sample_expressions
 
 EXHAUSTIVE_LIMIT = 5_000_000
 SAMPLE_SIZE = 1_000_000
@@ -114,7 +114,7 @@ def tally(predict: Predictor, config: ModelConfig, method: str, chunks, progress
 
 
 def write_json(evaluation: Evaluation, path: Path, extra: dict | None = None) -> None:
-    from train.archive import write_atomic
+    from adder.train.archive import write_atomic
 
     data = {**(extra or {}), **evaluation.to_dict()}
     write_atomic(Path(path), lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))

@@ -13,12 +13,13 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from runtime.codec import Codec, values_of
-from runtime.config import ModelConfig
-from train.archive import save_keras, write_atomic
-from train.data import epoch_data, sample_expressions
-from train.evaluate import Evaluation, evaluate
-from train.model import Architecture, build_model
+from adder.codec import Codec
+from adder.grammar import values_of
+from adder.config import ModelConfig
+from adder.train.archive import save_keras, write_atomic
+from adder.train.data import epoch_data, sample_expressions
+from adder.train.evaluate import Evaluation, evaluate
+from adder.train.model import Architecture, build_model
 
 PROBE_SIZE = 10_000
 PROBE_BATCH = 8192  # rows per Keras predict step, as in keras_predictor

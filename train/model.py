@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 import keras
 
-from runtime.config import ModelConfig
+from adder.config import ModelConfig
 
 
 @dataclass(frozen=True)
