@@ -23,6 +23,7 @@ EXTRA_HINT = "error: training needs the train extra; install it with: pip instal
 
 train_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 eval_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+plot_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 def fail(message: str) -> typer.Exit:
@@ -68,7 +69,13 @@ def train(
     largest: Annotated[int, typer.Option(help="Largest operand in the domain.")] = 999,
     ops: Annotated[str, typer.Option(help="Operators to learn, any of + - * (e.g. '+-').")] = "+",
     brackets: Annotated[bool, typer.Option(help="Also learn round brackets around any sub-expression.")] = False,
-    arch: Annotated[str, typer.Option(help="Layer sizes: 'seed' (the tutorial's 100/50 LSTMs) or 'wide'.")] = "wide",
+    arch: Annotated[
+        str,
+        typer.Option(
+            help="Layer sizes: 'seed' (the tutorial's 100/50 LSTMs), 'wide' (128/128), or ENCODER/DECODER "
+            "LSTM units such as 64/64 (comma-separated for stacked layers: 64,64/64)."
+        ),
+    ] = "wide",
     epochs: Annotated[int, typer.Option(help="Passes, each over freshly drawn samples.")] = 40,
     samples: Annotated[int, typer.Option(help="Random queries drawn per epoch.")] = 50_000,
     batch_size: Annotated[int, typer.Option(help="Queries per gradient step.")] = 128,
@@ -89,6 +96,30 @@ def train(
             "(the fewest terms first); 0 draws the whole grammar from the start."
         ),
     ] = 0,
+    small_operands: Annotated[
+        float,
+        typer.Option(
+            help="Share of operands drawn with a uniform digit count (so 7 is as likely as 70..99), "
+            "which uniform draws starve."
+        ),
+    ] = 0.25,
+    replay_share: Annotated[
+        float,
+        typer.Option(
+            help="Share of each epoch replayed from the queries evaluations found wrong (0 turns replay off)."
+        ),
+    ] = 0.25,
+    check_every: Annotated[
+        int,
+        typer.Option(
+            help="Check every query of the domain every N epochs (refilling the replay pool); "
+            "0 checks whenever the probe sample is all right (at most every 4 epochs)."
+        ),
+    ] = 0,
+    init: Annotated[
+        Path | None,
+        typer.Option(help="Start from this trained .keras model (same domain) instead of fresh weights: fine-tuning."),
+    ] = None,
     evaluate: Annotated[bool, typer.Option(help="Measure exact-match over the domain when training ends.")] = True,
     stop_when_exact: Annotated[
         bool, typer.Option(help="End early once every query of the domain is answered right.")
@@ -106,6 +137,9 @@ def train(
         (batch_size >= 1, f"--batch-size must be at least 1, got {batch_size}"),
         (seed >= 0, f"--seed must be a non-negative integer, got {seed}"),
         (curriculum >= 0, f"--curriculum must be 0 or more epochs, got {curriculum}"),
+        (0 <= small_operands <= 1, f"--small-operands must be between 0 and 1, got {small_operands}"),
+        (0 <= replay_share < 1, f"--replay-share must be at least 0 and below 1, got {replay_share}"),
+        (check_every >= 0, f"--check-every must be 0 or more epochs, got {check_every}"),
         (learning_rate > 0, f"--learning-rate must be positive, got {learning_rate}"),
         (schedule in ("constant", "cosine"), f"--schedule must be 'constant' or 'cosine', got {schedule!r}"),
         (out.suffix == ".keras", f"--out must end in .keras, got {out}"),
@@ -128,33 +162,90 @@ def train(
         )
     except ConfigError as exc:
         raise fail(str(exc)) from None
+    if init is not None and not init.is_file():
+        raise fail(f"--init {init}: no such file")
     require_training_stack()
-    from adder.train.model import ARCHITECTURES
-
-    if arch not in ARCHITECTURES:
-        raise fail(f"--arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
     from adder.train.fit import TrainSettings
+    from adder.train.model import parse_arch
 
-    settings = TrainSettings(epochs, samples, batch_size, learning_rate, schedule, seed, curriculum)
-    run_training(config, arch, out, settings, evaluate, stop_when_exact)
+    try:
+        parse_arch(arch)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    settings = TrainSettings(
+        epochs,
+        samples,
+        batch_size,
+        learning_rate,
+        schedule,
+        seed,
+        curriculum,
+        small_operands,
+        replay_share,
+        check_every,
+    )
+    run_training(config, arch, out, settings, evaluate, stop_when_exact, init)
 
 
-def run_training(config, arch_name, out, settings, evaluate, stop_when_exact):
+def load_init(path: Path, config):
+    """The model to fine-tune and what the record says of it; refused unless its domain is ours."""
+    import hashlib
+
+    from adder.train.archive import ArchiveError, load_keras
+
+    try:
+        model, init_config = load_keras(path)
+    except (ArchiveError, ConfigError) as exc:
+        raise fail(str(exc)) from None
+    if init_config != config:
+        raise fail(
+            f"--init {path} was trained on {init_config.describe()} ({init_config.encoding}); "
+            f"this run is {config.describe()} ({config.encoding}): give the same domain options"
+        )
+    started_from = {
+        "path": str(path),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "command": init_config.training.get("command"),
+        "arch": init_config.training.get("arch", "unrecorded"),
+        "layers": init_config.training.get("layers") or layers_of(model),
+    }
+    return model, started_from
+
+
+def layers_of(model) -> dict:
+    """LSTM sizes read off a model whose record does not name them."""
+    units = [layer.units for layer in model.layers if type(layer).__name__ == "LSTM"]
+    return {"encoder": units[:1], "decoder": units[1:], "embedding": 0}
+
+
+def run_training(config, arch_name, out, settings, evaluate, stop_when_exact, init=None):
     from dataclasses import asdict, replace
 
     from adder.train.archive import save_keras, write_atomic
     from adder.train.device import describe_device
     from adder.train.evaluate import evaluate as run_evaluation
-    from adder.train.fit import Checkpoint, fit, keras_predictor
-    from adder.train.model import ARCHITECTURES
+    from adder.train.fit import Checkpoint, CheckpointError, fit, keras_predictor
+    from adder.train.model import Architecture, parse_arch
 
-    arch = ARCHITECTURES[arch_name]
+    arch = parse_arch(arch_name)
+    init_model, started_from = load_init(init, config) if init is not None else (None, None)
+    if init_model is not None:  # the layers are the starting model's, whatever --arch says
+        arch_name = started_from.pop("arch")
+        arch = Architecture(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in started_from.pop("layers").items()}
+        )
     typer.echo(
         f"training on {describe_device()}: {config.describe()}, arch {arch_name}, "
         f"{settings.epochs} epochs x {settings.samples:,} samples"
+        + (f", starting from {init}" if init is not None else "")
     )
     started = time.perf_counter()
-    model, history, result = fit(config, arch, settings, out, log=typer.echo, stop_when_exact=stop_when_exact)
+    try:
+        model, history, result = fit(
+            config, arch, settings, out, log=typer.echo, stop_when_exact=stop_when_exact, init=init_model
+        )
+    except CheckpointError as exc:
+        raise fail(str(exc)) from None
     train_seconds = time.perf_counter() - started
     record = {
         "command": shlex.join(["adder-train", *sys.argv[1:]]),
@@ -166,6 +257,8 @@ def run_training(config, arch_name, out, settings, evaluate, stop_when_exact):
         "train_seconds": round(train_seconds, 1),
         "history": history,
     }
+    if started_from:
+        record["init"] = started_from
     if evaluate:
         result = result or run_evaluation(keras_predictor(model, config), config)
         typer.echo(f"{out}: {result.summary()}")
@@ -176,8 +269,11 @@ def run_training(config, arch_name, out, settings, evaluate, stop_when_exact):
     save_keras(model, final, out)
     record_path = out.with_suffix(".json")
     write_atomic(record_path, lambda tmp: tmp.write_text(final.to_json(indent=2) + "\n"))
+    from adder.train.plot import draw_curves
+
+    draw_curves(record, out.with_suffix(".png"), title=f"{out.name}: {config.describe()}, arch {arch_name}")
     Checkpoint(out, {}).remove()
-    typer.echo(f"wrote {out} and {record_path} (trained in {train_seconds:.0f} s)")
+    typer.echo(f"wrote {out}, {record_path} and {out.with_suffix('.png')} (trained in {train_seconds:.0f} s)")
 
 
 @eval_app.command()
@@ -226,17 +322,64 @@ def predictor_for(path: Path):
 
 
 def onnx_predictor(adder):
-    """Answers through the public string API, exactly as `adder -` does."""
+    """A block predictor answering through the public string API and its batch path, as `adder -` does."""
     import numpy as np
 
-    from adder.train.evaluate import query_text
+    from adder.grammar import shape_text
 
-    def predict(expressions):
-        results = list(adder.results(query_text(e) for e in expressions))
+    def predict(shape, terms):
+        template = shape_text(shape)
+        results = list(adder.results(template.format(*row) for row in terms.tolist()))
         valid = np.array([isinstance(r, int) for r in results])
         return np.array([r if isinstance(r, int) else 0 for r in results], dtype=np.int64), valid
 
+    predict.takes_blocks = True
     return predict
+
+
+@plot_app.command()
+def plot_record(
+    record: Annotated[
+        Path, typer.Argument(help="A training record: model.json, or a .keras / .onnx model carrying one.")
+    ],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="PNG to write (default: beside RECORD).")] = None,
+) -> None:
+    """Redraw the training curves (loss, probe exact-match, full checks, replay pool) from a record."""
+    if importlib.util.find_spec("matplotlib") is None:
+        typer.echo(EXTRA_HINT.replace("training needs", "drawing curves needs"), err=True)
+        raise typer.Exit(1)
+    try:
+        config = read_record(record)
+    except (OSError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    from adder.train.plot import draw_curves
+
+    target = out or record.with_suffix(".png")
+    try:
+        draw_curves(config.training, target, title=f"{record.name}: {config.describe()}")
+    except ValueError as exc:
+        raise fail(f"{record}: {exc}") from None
+    except OSError as exc:
+        raise fail(f"cannot write {target}: {exc.strerror or exc}") from None
+    typer.echo(f"wrote {target}")
+
+
+def read_record(path: Path) -> ModelConfig:
+    if path.suffix == ".keras":
+        from adder.train.archive import read_keras_config
+
+        return read_keras_config(path)
+    if path.suffix == ".onnx":
+        from adder import Adder
+
+        return Adder(path).config
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    return ModelConfig.from_json(path.read_text())
+
+
+def plot_main() -> None:
+    plot_app()
 
 
 def main() -> None:

@@ -13,16 +13,21 @@ from pathlib import Path
 
 import numpy as np
 
-from adder.grammar import Expression, values_of
 from adder.config import ModelConfig
-from adder.train.data import all_expressions, sample_expressions
+from adder.grammar import Expression, Shape, shape_text, shape_values
+from adder.train.data import domain_blocks, expressions_of, sampled_blocks
 
-EXHAUSTIVE_LIMIT = 5_000_000
+EXHAUSTIVE_LIMIT = 50_000_000  # every query up to this many; arith's 24,040,000 fits
 SAMPLE_SIZE = 1_000_000
 SHOWN_WRONG = 10
+KEPT_WRONG = 200_000  # wrong queries kept for the replay pool; the count is always exact
 
 # Answers a list of expressions: (values, valid) as Codec.decode_answers returns.
 Predictor = Callable[[list[Expression]], tuple[np.ndarray, np.ndarray]]
+# Answers one shape's queries given as rows of terms; the fast path for whole domains.
+BlockPredictor = Callable[[Shape, np.ndarray], tuple[np.ndarray, np.ndarray]]
+# Told (done, total, wrong so far) after every block.
+Progress = Callable[[int, int, int], None]
 
 
 @dataclass
@@ -32,13 +37,16 @@ class Evaluation:
     wrong: int = 0
     first_wrong: list[dict] = field(default_factory=list)
     groups: dict[str, dict[str, int]] = field(default_factory=dict)  # slice -> total, wrong
+    wrong_queries: list[Expression] = field(default_factory=list, repr=False)  # for replay; not serialised
 
     @property
     def exact_match(self) -> float:
         return (self.total - self.wrong) / self.total if self.total else 0.0
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "exact_match": self.exact_match}
+        data = asdict(self)
+        data.pop("wrong_queries")
+        return {**data, "exact_match": self.exact_match}
 
     def summary(self) -> str:
         lines = [f"exact-match {100 * self.exact_match:.4f}% ({self.wrong:,} wrong of {self.total:,}, {self.method})"]
@@ -52,64 +60,75 @@ def query_text(expression: Expression) -> str:
     return expression.text()
 
 
-def domain_chunks(config: ModelConfig, seed: int = 2026, chunk: int = 100_000):
-    """Every query when the domain is small enough, else a fixed seeded sample."""
+def by_blocks(predict: Predictor | BlockPredictor) -> BlockPredictor:
+    """A predictor over (shape, terms) blocks; one over lists of expressions is adapted."""
+    if getattr(predict, "takes_blocks", False):
+        return predict
+    return lambda shape, terms: predict(expressions_of(shape, terms))
+
+
+def domain_plan(config: ModelConfig, seed: int = 2026, chunk: int = 100_000):
+    """(method, total, blocks): every query when the domain is small enough, else a uniform seeded sample."""
     if config.domain_size <= EXHAUSTIVE_LIMIT:
-        return "exhaustive", all_expressions(config, chunk)
+        return "exhaustive", config.domain_size, domain_blocks(config, chunk)
     rng = np.random.default_rng(seed)
+    return (
+        f"sample of {SAMPLE_SIZE:,} drawn uniformly over {config.domain_size:,} queries (seed {seed})",
+        SAMPLE_SIZE,
+        sampled_blocks(config, SAMPLE_SIZE, rng, chunk),
+    )
 
-    def sampled():
-        for start in range(0, SAMPLE_SIZE, chunk):
-            yield sample_expressions(config, min(chunk, SAMPLE_SIZE - start), rng)
 
-    return f"seeded sample of {SAMPLE_SIZE:,} (seed {seed})", sampled()
-
-
-def groups_of(expression: Expression, config: ModelConfig) -> list[str]:
-    """The slices of the domain a query belongs to, for the per-slice report."""
+def groups_of(shape: Shape, config: ModelConfig) -> list[str]:
+    """The slices of the domain a shape's queries belong to, for the per-slice report."""
+    n, operators, brackets = shape
     found = []
     if config.min_terms != config.max_terms:
-        found.append(f"{len(expression.terms)} terms")
+        found.append(f"{n} terms")
     if len(config.operators) > 1:
-        found += [f"with {op}" for op in config.operators if op in expression.operators]
+        found += [f"with {op}" for op in config.operators if op in operators]
     if config.brackets:
-        found.append("with brackets" if expression.brackets else "without brackets")
+        found.append("with brackets" if brackets else "without brackets")
     return found
 
 
-def evaluate(predict: Predictor, config: ModelConfig, progress: Callable[[int], None] | None = None) -> Evaluation:
-    """Exact-match over the domain (or its seeded sample), plus every term count small enough
+def evaluate(predict: Predictor | BlockPredictor, config: ModelConfig, progress: Progress | None = None) -> Evaluation:
+    """Exact-match over the domain (or its uniform sample), plus every term count small enough
     to check exhaustively when the whole domain is not."""
-    method, chunks = domain_chunks(config)
-    result = tally(predict, config, method, chunks, progress)
+    predict = by_blocks(predict)
+    method, total, blocks = domain_plan(config)
+    result = tally(predict, config, method, total, blocks, progress)
     if method != "exhaustive":
         for n in range(config.min_terms, config.max_terms + 1):
             part = replace(config, min_terms=n, max_terms=n)
             if part.domain_size <= EXHAUSTIVE_LIMIT:
-                every = tally(predict, config, "exhaustive", all_expressions(part))
+                every = tally(predict, config, "exhaustive", part.domain_size, domain_blocks(part))
                 result.groups[f"{n} terms, every query"] = {"total": every.total, "wrong": every.wrong}
     return result
 
 
-def tally(predict: Predictor, config: ModelConfig, method: str, chunks, progress=None) -> Evaluation:
+def tally(predict: BlockPredictor, config: ModelConfig, method: str, total: int, blocks, progress=None) -> Evaluation:
     result = Evaluation(method)
-    for expressions in chunks:
-        values, valid = predict(expressions)
-        truth = values_of(expressions)
-        right = (values == truth) & valid
+    for shape, terms in blocks:
+        values, valid = predict(shape, terms)
+        right = (values == shape_values(shape, terms)) & valid
         wrong = np.flatnonzero(~right)
-        result.total += len(expressions)
+        result.total += len(terms)
         result.wrong += len(wrong)
-        for i in wrong[: SHOWN_WRONG - len(result.first_wrong)]:
+        room = KEPT_WRONG - len(result.wrong_queries)
+        if len(wrong) and room > 0:
+            result.wrong_queries += expressions_of(shape, terms[wrong[:room]])
+        truth = shape_values(shape, terms[wrong[: SHOWN_WRONG - len(result.first_wrong)]])
+        for i, expected in zip(wrong[: SHOWN_WRONG - len(result.first_wrong)].tolist(), truth.tolist()):
             got = int(values[i]) if valid[i] else None
-            result.first_wrong.append({"query": query_text(expressions[i]), "expected": int(truth[i]), "got": got})
-        for expression, ok in zip(expressions, right.tolist()):
-            for group in groups_of(expression, config):
-                counts = result.groups.setdefault(group, {"total": 0, "wrong": 0})
-                counts["total"] += 1
-                counts["wrong"] += not ok
+            query = shape_text(shape).format(*terms[i].tolist())
+            result.first_wrong.append({"query": query, "expected": expected, "got": got})
+        for group in groups_of(shape, config):
+            counts = result.groups.setdefault(group, {"total": 0, "wrong": 0})
+            counts["total"] += len(terms)
+            counts["wrong"] += len(wrong)
         if progress:
-            progress(result.total)
+            progress(result.total, total, result.wrong)
     return result
 
 

@@ -14,12 +14,13 @@ import keras
 import numpy as np
 
 from adder.codec import Codec
-from adder.grammar import values_of
 from adder.config import ModelConfig
+from adder.grammar import values_of
 from adder.train.archive import save_keras, write_atomic
-from adder.train.data import epoch_data, sample_expressions
+from adder.train.data import encode_epoch, epoch_expressions, sample_expressions
 from adder.train.evaluate import Evaluation, evaluate
 from adder.train.model import Architecture, build_model
+from adder.train.replay import ReplayPool
 
 PROBE_SIZE = 10_000
 PROBE_BATCH = 8192  # rows per Keras predict step, as in keras_predictor
@@ -36,6 +37,9 @@ class TrainSettings:
     schedule: str = "cosine"  # or "constant"; cosine decays to 0 over the run
     seed: int = 0
     curriculum: int = 0  # epochs per term count: see terms_at
+    small_operands: float = 0.25  # share of operands drawn with a uniform digit count (data.draw_operands)
+    replay_share: float = 0.25  # share of each epoch drawn from the replay pool, once it holds anything
+    check_every: int = 0  # epochs between full-domain checks whatever the probe says; 0: only once the probe is exact
 
     def terms_at(self, config: ModelConfig, epoch: int) -> int:
         """Most terms drawn in an epoch: the fewest first, one more every ``curriculum`` epochs.
@@ -75,14 +79,19 @@ def train_epoch(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: in
 
 
 def keras_predictor(model: keras.Model, config: ModelConfig, batch: int = 8192):
+    """A block predictor (see adder.train.evaluate) answering through Keras on encoded tensors."""
     codec = Codec(config)
 
-    def predict(expressions):
-        x = codec.encode_expressions(expressions)
+    def predict(shape, terms):
         # predict() runs a compiled graph: many times faster than eager calls on large inputs.
-        return codec.decode_answers(model.predict(x, batch_size=batch, verbose=0))
+        return codec.decode_answers(model.predict(codec.encode_shape(shape, terms), batch_size=batch, verbose=0))
 
+    predict.takes_blocks = True
     return predict
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be resumed from; the message says how to start afresh."""
 
 
 class Checkpoint:
@@ -93,22 +102,38 @@ class Checkpoint:
         self.identity = identity
         self.model_path = self.dir / "last.keras"
         self.state_path = self.dir / "state.json"
+        self.pool_path = self.dir / "replay.json"
 
-    def load(self) -> tuple[keras.Model, int] | None:
+    def load(self, config: ModelConfig) -> tuple[keras.Model, int, ReplayPool] | None:
+        """The checkpoint to resume from, or None; a damaged one stops the run with a way out."""
         if not self.state_path.exists():
             return None
-        state = json.loads(self.state_path.read_text())
+        afresh = f"delete {self.dir} to start afresh"
+        try:
+            state = json.loads(self.state_path.read_text())
+            epochs_done = int(state["epochs_done"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{self.state_path} is unreadable ({exc}); {afresh}") from None
         if state.get("identity") != self.identity:
-            raise SystemExit(
-                f"error: {self.dir} holds a checkpoint of a run with other options; "
-                "rerun with the same options to resume, or delete it to start afresh"
+            raise CheckpointError(
+                f"{self.dir} holds a checkpoint of a run with other options; "
+                f"rerun with the same options to resume, or {afresh}"
             )
-        model = keras.saving.load_model(self.model_path, compile=True, safe_mode=True)
-        return model, int(state["epochs_done"])
+        try:
+            model = keras.saving.load_model(self.model_path, compile=True, safe_mode=True)
+        except Exception as exc:  # Keras raises many types for a damaged archive
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"{self.model_path} could not be loaded ({reason}); {afresh}") from None
+        try:
+            pool = ReplayPool.load(self.pool_path, config) if self.pool_path.exists() else ReplayPool()
+        except ValueError as exc:
+            raise CheckpointError(f"{exc}; {afresh}") from None
+        return model, epochs_done, pool
 
-    def save(self, model: keras.Model, config: ModelConfig, epochs_done: int, history: list) -> None:
+    def save(self, model: keras.Model, config: ModelConfig, epochs_done: int, history: list, pool: ReplayPool) -> None:
         self.dir.mkdir(exist_ok=True)
         save_keras(model, config, self.model_path)
+        pool.save(self.pool_path)
         state = {"identity": self.identity, "epochs_done": epochs_done, "history": history}
         write_atomic(self.state_path, lambda tmp: tmp.write_text(json.dumps(state, indent=2)))
 
@@ -128,51 +153,88 @@ def fit(
     out: Path,
     log: Callable[[str], None] = print,
     stop_when_exact: bool = False,
+    init: keras.Model | None = None,
 ) -> tuple[keras.Model, list[dict], Evaluation | None]:
     """Train, checkpointing after every epoch.
 
-    With ``stop_when_exact``, an epoch whose probe queries are all right triggers a
-    full evaluation, and training ends early once no query of the domain is wrong.
+    Every probe's wrong queries join the replay pool; a full-domain check (once the
+    probe is exact, and every ``check_every`` epochs) replaces the pool with exactly
+    what is wrong. With ``stop_when_exact``, training ends once such a check finds
+    nothing wrong. ``init`` is a model to start from (fine-tuning) instead of fresh
+    weights; a resumed run starts from its checkpoint either way.
     Returns the model, the per-epoch history and that final evaluation (if made).
     """
     identity = {"config": config.to_dict() | {"training": {}}, "arch": arch.to_dict(), "settings": asdict(settings)}
     identity = json.loads(json.dumps(identity))  # as it will read back: tuples become lists
     checkpoint = Checkpoint(out, identity)
-    resumed = checkpoint.load()
+    resumed = checkpoint.load(config)
+    codec = Codec(config)
     if resumed:
-        model, start = resumed
+        model, start, pool = resumed
         history = checkpoint.history()
-        log(f"resuming from epoch {start + 1} (checkpoint {checkpoint.dir})")
+        log(f"resuming from epoch {start + 1} (checkpoint {checkpoint.dir}, replay pool {len(pool):,})")
     else:
         keras.utils.set_random_seed(settings.seed)
-        model = build_model(config, arch)
+        model = init if init is not None else build_model(config, arch)
         model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss="sparse_categorical_crossentropy")
-        start, history = 0, []
-    probe = sample_expressions(config, PROBE_SIZE, np.random.default_rng([settings.seed, PROBE_STREAM]))
-    codec = Codec(config)
-    probe_x, probe_truth = codec.encode_expressions(probe), values_of(probe)  # once, not every epoch
+        start, history, pool = 0, [], ReplayPool()
     predict = keras_predictor(model, config)
+    if init is not None and not resumed and (stop_when_exact or settings.replay_share):
+        # A model to finish: find what it gets wrong before the first epoch, so replay starts at once.
+        result = evaluate(predict, config)
+        pool.reset(result.wrong_queries)
+        log(f"  full check of the starting model: {result.summary()}")
+        history.append({"epoch": 0, "full_check_wrong": result.wrong, "replay_pool": len(pool)})
+        if stop_when_exact and result.wrong == 0:
+            log("stopping: the starting model is already exact on the whole domain")
+            return model, history, result
+    probe = sample_expressions(config, PROBE_SIZE, np.random.default_rng([settings.seed, PROBE_STREAM]))
+    probe_x, probe_truth = codec.encode_expressions(probe), values_of(probe)  # once, not every epoch
     last_full_check = -FULL_CHECK_EVERY
     for epoch in range(start, settings.epochs):
         model.optimizer.learning_rate.assign(settings.learning_rate_at(epoch))
-        x, y = epoch_data(config, settings.samples, settings.seed, epoch, settings.terms_at(config, epoch))
+        expressions = epoch_expressions(
+            config,
+            settings.samples,
+            settings.seed,
+            epoch,
+            settings.terms_at(config, epoch),
+            settings.small_operands,
+            pool.queries,
+            settings.replay_share,
+        )
+        x, y = encode_epoch(config, expressions)
         started = time.perf_counter()
         loss = train_epoch(model, x, y, settings.batch_size)
         seconds = time.perf_counter() - started
         values, valid = codec.decode_answers(model.predict(probe_x, batch_size=PROBE_BATCH, verbose=0))
-        probe_em = float(((values == probe_truth) & valid).mean())
-        history.append({"epoch": epoch + 1, "loss": loss, "probe_exact_match": probe_em})
+        probe_right = (values == probe_truth) & valid
+        probe_em = float(probe_right.mean())
+        pool.add([probe[i] for i in np.flatnonzero(~probe_right).tolist()])
+        entry = {"epoch": epoch + 1, "loss": loss, "probe_exact_match": probe_em, "replay_pool": len(pool)}
+        history.append(entry)
         log(
             f"epoch {epoch + 1}/{settings.epochs}: {seconds:.1f} s, loss {loss:.5f}, "
-            f"exact-match on {PROBE_SIZE:,} probe queries {100 * probe_em:.2f}%"
+            f"exact-match on {PROBE_SIZE:,} probe queries {100 * probe_em:.2f}%, replay pool {len(pool):,}"
         )
-        checkpoint.save(model, config, epoch + 1, history)
-        due = epoch + 1 - last_full_check >= FULL_CHECK_EVERY
-        if stop_when_exact and probe_em == 1.0 and due and epoch + 1 < settings.epochs:
+        scheduled = settings.check_every and (epoch + 1) % settings.check_every == 0
+        probe_due = (  # without a schedule, a probe that is all right calls for a full check
+            not settings.check_every
+            and stop_when_exact
+            and probe_em == 1.0
+            and epoch + 1 - last_full_check >= FULL_CHECK_EVERY
+        )
+        result = None
+        if (scheduled or probe_due) and epoch + 1 < settings.epochs:
             last_full_check = epoch + 1
+            started = time.perf_counter()
             result = evaluate(predict, config)
-            log(f"  full evaluation: {result.summary()}")
-            if result.wrong == 0:
-                log(f"stopping early: exact on the whole domain after epoch {epoch + 1}")
-                return model, history, result
+            pool.reset(result.wrong_queries)
+            entry.update(full_check_wrong=result.wrong, full_check_seconds=round(time.perf_counter() - started, 1))
+            entry["replay_pool"] = len(pool)
+            log(f"  full check: {result.summary()}")
+        checkpoint.save(model, config, epoch + 1, history, pool)
+        if stop_when_exact and result is not None and result.wrong == 0:
+            log(f"stopping early: exact on the whole domain after epoch {epoch + 1}")
+            return model, history, result
     return model, history, None

@@ -28,6 +28,21 @@ ARCHITECTURES = {
 }
 
 
+def parse_arch(text: str) -> Architecture:
+    """A named architecture, or layer sizes written ENCODER/DECODER (e.g. '64/64', '96,48/64')."""
+    if text in ARCHITECTURES:
+        return ARCHITECTURES[text]
+    encoder, slash, decoder = text.partition("/")
+    try:
+        sizes = [tuple(int(units) for units in part.split(",")) for part in (encoder, decoder)]
+    except ValueError:
+        sizes = []
+    if not slash or not sizes or any(units < 1 or units > 4096 for part in sizes for units in part):
+        names = ", ".join(ARCHITECTURES)
+        raise ValueError(f"--arch must be one of {names} or layer sizes like 64/64, got {text!r}")
+    return Architecture(encoder=sizes[0], decoder=sizes[1])
+
+
 def build_model(config: ModelConfig, arch: Architecture) -> keras.Model:
     vocab = len(config.alphabet)
     if config.encoding == "index":

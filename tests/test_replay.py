@@ -1,0 +1,104 @@
+"""The replay pool: filled by evaluations, saved with the checkpoint, kept across a resume."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from adder.config import ModelConfig
+from adder.grammar import Expression
+from adder.train.data import epoch_expressions
+from adder.train.replay import MAX_POOL, ReplayPool
+from tests.conftest import needs_training
+
+ARITH = ModelConfig(min_terms=2, max_terms=3, operators="+-", brackets=True, max_operand=99)
+TRAIN = [sys.executable, "-c", "from adder.train.cli import main; main()"]
+
+
+def test_a_pool_round_trips_through_its_file_with_brackets(tmp_path):
+    pool = ReplayPool()
+    queries = [Expression((0, 0, 0), ("+", "+")), Expression((12, 7, 30), ("-", "+"), ((0, 1),))]
+    assert pool.add(queries) == 2 and pool.add(queries[:1]) == 0
+    pool.save(tmp_path / "replay.json")
+    assert ReplayPool.load(tmp_path / "replay.json", ARITH).queries == [queries[1], queries[0]]
+    pool.reset(queries[:1])
+    assert pool.queries == queries[:1]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("not json", "unreadable replay pool"),
+        ('{"queries": 3}', "not a list"),
+        ('{"queries": ["1000+1"]}', "outside the model's domain"),
+        ('{"other": []}', "unreadable replay pool"),
+    ],
+)
+def test_a_damaged_pool_file_is_refused_with_its_path(tmp_path, content, message):
+    (tmp_path / "replay.json").write_text(content)
+    with pytest.raises(ValueError, match=message):
+        ReplayPool.load(tmp_path / "replay.json", ARITH)
+
+
+def test_the_pool_keeps_the_newest_queries_up_to_its_limit(monkeypatch):
+    monkeypatch.setattr("adder.train.replay.MAX_POOL", 3)
+    pool = ReplayPool()
+    pool.add([Expression((i, 1), ("+",)) for i in range(5)])
+    assert [e.terms[0] for e in pool.queries] == [2, 3, 4]
+    assert MAX_POOL >= 100_000
+
+
+def test_an_epoch_replays_its_share_of_the_pool_and_stays_reproducible():
+    config = ModelConfig(max_operand=99)
+    hard = [Expression((9, 1), ("+",)), Expression((99, 99), ("+",))]
+    args = (config, 1000, 0, 5, None, 0.25, hard, 0.3)
+    first, again = epoch_expressions(*args), epoch_expressions(*args)
+    assert first == again and len(first) == 1000
+    replayed = sum(e in hard for e in first)
+    assert 300 <= replayed <= 310  # 300 drawn from the pool, plus any fresh draw that hits one
+
+
+def test_small_operands_are_served():
+    from adder.train.data import sample_expressions
+
+    config = ModelConfig(min_terms=3, max_terms=3, max_operand=99)
+    rng = np.random.default_rng(0)
+    uniform = sample_expressions(config, 20_000, rng)
+    mixed = sample_expressions(config, 20_000, rng, small_share=0.5)
+    all_small = [sum(max(e.terms) < 10 for e in s) for s in (uniform, mixed)]
+    assert all_small[0] < 60 and all_small[1] > 10 * all_small[0]
+
+
+@needs_training
+@pytest.mark.slow
+def test_the_pool_is_in_the_checkpoint_and_a_resumed_run_keeps_it(tmp_path):
+    out = tmp_path / "m.keras"
+    args = ["--largest", "9", "--epochs", "3", "--samples", "20000", "--batch-size", "32", "--no-evaluate"]
+    command = [*TRAIN, *args, "--arch", "8/8", "--out", str(out)]
+    state, saved = tmp_path / "m.keras.ckpt" / "state.json", tmp_path / "m.keras.ckpt" / "replay.json"
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if state.exists() and json.loads(state.read_text())["epochs_done"] >= 1:
+            os.kill(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "training ended before it could be killed"
+    pool = json.loads(saved.read_text())["queries"]
+    history = json.loads(state.read_text())["history"]
+    assert len(pool) > 0 and history[-1]["replay_pool"] == len(pool)  # an 8/8 model after one epoch is mostly wrong
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert re.search(
+        rf"resuming from epoch {len(history) + 1} \(checkpoint .*, replay pool {len(pool):,}\)", result.stdout
+    )
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert all("replay_pool" in h for h in record["training"]["history"])
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,65 @@
+"""Training curves as a picture: what `adder-train` writes beside model.json, and `adder-plot` redraws.
+
+One figure, two panels over epochs: loss (log scale) above; below, the probe's
+exact-match and, on a second axis, the replay pool's size, with every full-domain
+check marked by how many queries it found wrong. Drawn only from the record, so any
+model.json (or a .keras / .onnx file's embedded record) can be redrawn later.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from adder.train.archive import write_atomic
+
+
+def draw_curves(record: dict, target: Path, title: str = "") -> None:
+    """Write the curves of a training record (ModelConfig.training) to a PNG, atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed, and no GUI toolkit imported
+    import matplotlib.pyplot as plt
+
+    history = [h for h in record.get("history", []) if isinstance(h, dict)]
+    trained = [h for h in history if "loss" in h]
+    if not history:
+        raise ValueError("the record holds no training history to draw")
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, constrained_layout=True)
+    epochs = [h["epoch"] for h in trained]
+    top.plot(epochs, [h["loss"] for h in trained], color="tab:blue")
+    top.set_yscale("log")
+    top.set_ylabel("loss (cross-entropy)")
+    top.set_title(title or record.get("command", "training"), fontsize=9)
+    bottom.plot(epochs, [100 * h["probe_exact_match"] for h in trained], color="tab:green", label="probe exact-match")
+    bottom.set_ylabel("probe exact-match %")
+    bottom.set_xlabel("epoch")
+    checks = [h for h in history if "full_check_wrong" in h]
+    for h in checks:
+        bottom.axvline(h["epoch"], color="tab:red", alpha=0.3)
+        bottom.annotate(
+            f"{h['full_check_wrong']:,} wrong", (h["epoch"], 2), rotation=90, fontsize=7, color="tab:red", va="bottom"
+        )
+    final = record.get("evaluation")
+    if isinstance(final, dict) and "wrong" in final:
+        bottom.annotate(
+            f"final: {final['wrong']:,} wrong of {final.get('total', 0):,}",
+            (0.99, 0.05),
+            xycoords="axes fraction",
+            ha="right",
+            fontsize=8,
+            color="tab:red",
+        )
+    pool = [(h["epoch"], h["replay_pool"]) for h in history if "replay_pool" in h]
+    if pool:
+        right = bottom.twinx()
+        right.step([e for e, _ in pool], [n for _, n in pool], where="post", color="tab:orange", label="replay pool")
+        right.set_ylabel("replay pool (queries)")
+        right.set_yscale("symlog")
+    bottom.set_ylim(0, 101)
+    handles = bottom.get_legend_handles_labels()
+    if pool:
+        more = right.get_legend_handles_labels()
+        handles = (handles[0] + more[0], handles[1] + more[1])
+    bottom.legend(*handles, loc="center right", fontsize=8)
+    write_atomic(Path(target), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
