@@ -282,15 +282,23 @@ def evaluate_models(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write the figures of the last model to this JSON file.")
     ] = None,
+    progress: Annotated[
+        bool, typer.Option(help="Show progress on stderr: done, rate, wrong so far, time left.")
+    ] = True,
 ) -> None:
-    """Measure exact-match over a model's whole domain (a seeded 1,000,000-query sample if larger)."""
+    """Check every query of a model's domain (up to 50,000,000; above that a 1,000,000-query sample
+    drawn uniformly over its queries) and print what is wrong, overall and per slice.
+
+    An .onnx model is answered through the runtime's string API on every core, exactly
+    as `adder -` answers; a .keras model through Keras.
+    """
     from adder.train.evaluate import evaluate, write_json
 
     result = None
     for path in models:
         started = time.perf_counter()
         predict, config = predictor_for(path)
-        result = evaluate(predict, config)
+        result = evaluate(predict, config, progress=ProgressBar(path.name) if progress else None)
         seconds = time.perf_counter() - started
         typer.echo(f"{path}: {result.summary()} in {seconds:.1f} s")
         for example in result.first_wrong:
@@ -299,6 +307,29 @@ def evaluate_models(
             write_json(result, json_out, {"model": str(path), "config": config.to_dict(), "seconds": seconds})
     if result and result.wrong:
         raise typer.Exit(1)
+
+
+class ProgressBar:
+    """One stderr line redrawn at most twice a second: done, rate, wrong so far, time left."""
+
+    def __init__(self, label: str) -> None:
+        self.label, self.started, self.shown = label, time.perf_counter(), 0.0
+
+    def __call__(self, done: int, total: int, wrong: int) -> None:
+        now = time.perf_counter()
+        if now - self.shown < 0.5 and done < total:
+            return
+        self.shown = now
+        rate = done / max(now - self.started, 1e-9)
+        left = (total - done) / rate if rate else 0
+        width = 24
+        filled = int(width * done / total) if total else width
+        line = (
+            f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} "
+            f"{rate:,.0f} q/s, {wrong:,} wrong, {int(left) // 60}:{int(left) % 60:02d} left "
+        )
+        sys.stderr.write(line + ("\n" if done >= total else ""))
+        sys.stderr.flush()
 
 
 def predictor_for(path: Path):
