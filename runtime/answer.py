@@ -13,13 +13,15 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from stat import S_ISREG
 
-from .grammar import QueryError
+from .grammar import MAX_QUERY_CHARS, QueryError
 from .session import CHUNK_SIZE, Adder, ModelError
 
 EXIT_BAD_QUERY = 1
 EXIT_USAGE = 2
 CHUNK = CHUNK_SIZE  # queries per onnxruntime call and per write
 PROGRESS_AFTER = 50_000  # lines before a progress bar is worth drawing
+# Bytes of one line held at once: a query of MAX_QUERY_CHARS four-byte characters and its line end.
+MAX_LINE_BYTES = 4 * MAX_QUERY_CHARS + 2
 
 
 class StdinLines:
@@ -31,9 +33,38 @@ class StdinLines:
         self.size = stat.st_size if S_ISREG(stat.st_mode) else None
 
     def __iter__(self) -> Iterator[str]:
-        for raw in sys.stdin.buffer:
+        """Each line, read at most MAX_LINE_BYTES at a time: a line longer than any query is
+        skipped in pieces (memory stays flat however long it is) and stands as a LongLine."""
+        stream = sys.stdin.buffer
+        while raw := stream.readline(MAX_LINE_BYTES):
             self.bytes_read += len(raw)
+            if len(raw) == MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                length = len(raw) + self._skip_rest_of_line(stream)
+                yield LongLine(raw[: MAX_QUERY_CHARS + 1].decode("utf-8", errors="surrogateescape"), length)
+                continue
             yield raw.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
+
+    def _skip_rest_of_line(self, stream) -> int:
+        skipped = 0
+        while piece := stream.readline(1 << 16):
+            skipped += len(piece)
+            self.bytes_read += len(piece)
+            if piece.endswith(b"\n"):
+                return skipped - 1
+        return skipped
+
+
+class LongLine(str):
+    """The start of a line too long to be a query, standing for all of it: ``len`` is the
+    whole line's length in bytes, so the parser refuses it with the length it really had."""
+
+    def __new__(cls, start: str, length: int) -> LongLine:
+        line = super().__new__(cls, start)
+        line.length = length
+        return line
+
+    def __len__(self) -> int:
+        return self.length
 
 
 class Progress:

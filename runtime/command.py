@@ -14,6 +14,18 @@ import sys
 
 
 def run() -> None:
+    """The entry point: a reader that goes away (``adder ... | head -1``) or Ctrl-C ends it quietly."""
+    try:
+        dispatch()
+    except BrokenPipeError:
+        # Nobody reads the rest; send what Python would still flush at exit to /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)  # 128 + SIGPIPE, as a shell reports a command killed by it
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def dispatch() -> None:
     args = sys.argv[1:]
     if args and not any(arg.startswith("-") for arg in args):
         from .answer import answer_arguments

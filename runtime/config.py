@@ -26,8 +26,22 @@ SUPPORTED_OPERATORS = "+-*"
 ENCODINGS = ("onehot", "index")
 
 
+# Far beyond any model one could train here, and small enough that every derived size
+# (bracket layouts, input and output lengths) stays cheap to compute for a crafted file.
+MAX_TERMS = 8
+MAX_OPERAND = 10**9 - 1
+MAX_CONFIG_CHARS = 4_000_000  # the metadata string; a long training record is ~100 kB
+
+
 class ConfigError(ValueError):
     """A model configuration that is missing, malformed or inconsistent."""
+
+
+def _shorten(value: Any) -> str:
+    text = (
+        repr(value) if not isinstance(value, int) or abs(value) < 10**30 else f"<a {len(str(abs(value)))}-digit number>"
+    )
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass(frozen=True)
@@ -48,12 +62,30 @@ class ModelConfig:
     training: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        problems = self._problems()
+        problems = self._type_problems()  # first: range checks on a wrong type would raise anything
+        if not problems:
+            problems = self._problems()
         if problems:
             raise ConfigError("invalid model config: " + "; ".join(problems))
 
+    def _type_problems(self) -> list[str]:
+        """Every field of the right JSON type: a crafted model file must not reach arithmetic on a
+        string, nor read "false" as true."""
+        found = []
+        for f in fields(self):
+            value, want = getattr(self, f.name), _FIELD_TYPES[f.name]
+            if isinstance(value, bool) and want is not bool or not isinstance(value, want):
+                found.append(f"{f.name} must be {_TYPE_WORDS[want]}, got {type(value).__name__} {_shorten(value)}")
+        return found
+
     def _problems(self) -> list[str]:
         found = []
+        if self.max_terms > MAX_TERMS:
+            found.append(f"max_terms must be at most {MAX_TERMS}, got {_shorten(self.max_terms)}")
+        if self.max_operand > MAX_OPERAND:
+            found.append(f"max_operand must be at most {MAX_OPERAND:,}, got {_shorten(self.max_operand)}")
+        if found:  # derived sizes below would be astronomical
+            return found
         if self.format_version == 1 and ("-" in self.operators or self.brackets):
             found.append(
                 "format_version 1 models with '-' or brackets encode answers and brackets differently; "
@@ -74,9 +106,9 @@ class ModelConfig:
             or any(op not in SUPPORTED_OPERATORS for op in self.operators)
             or len(set(self.operators)) != len(self.operators)
         ):
-            found.append(f"operators must be drawn from {SUPPORTED_OPERATORS!r}, got {self.operators!r}")
+            found.append(f"operators must be drawn from {SUPPORTED_OPERATORS!r}, got {_shorten(self.operators)}")
         if self.encoding not in ENCODINGS:
-            found.append(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
+            found.append(f"encoding must be one of {ENCODINGS}, got {_shorten(self.encoding)}")
         return found
 
     @property
@@ -170,15 +202,39 @@ class ModelConfig:
         for derived in ("alphabet", "input_length", "output_length"):
             if derived in data and data[derived] != getattr(config, derived):
                 raise ConfigError(
-                    f"model config is inconsistent: stored {derived} {data[derived]!r} "
+                    f"model config is inconsistent: stored {derived} {_shorten(data[derived])} "
                     f"but the grammar gives {getattr(config, derived)!r}"
                 )
         return config
 
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
+        if not isinstance(text, str):
+            raise ConfigError("model config must be JSON text")
+        if len(text) > MAX_CONFIG_CHARS:
+            raise ConfigError(f"model config is {len(text):,} characters long; at most {MAX_CONFIG_CHARS:,} are read")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"model config is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ConfigError("model config is not valid JSON: nested too deeply") from None
+        except ValueError as exc:  # e.g. an integer longer than Python converts
+            raise ConfigError(f"model config is not valid JSON: {str(exc)[:120]}") from None
         return cls.from_dict(data)
+
+
+_FIELD_TYPES = {
+    "min_terms": int,
+    "max_terms": int,
+    "min_operand": int,
+    "max_operand": int,
+    "operators": str,
+    "brackets": bool,
+    "reverse_input": bool,
+    "reverse_output": bool,
+    "encoding": str,
+    "format_version": int,
+    "training": dict,
+}
+_TYPE_WORDS = {int: "a whole number", str: "text", bool: "true or false", dict: "a JSON object"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator
 from itertools import chain, islice
@@ -27,6 +28,33 @@ BATCH_ROWS = 8
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
+
+
+_LIVE: weakref.WeakSet[Adder] = weakref.WeakSet()
+
+
+def _rebuild_after_fork() -> None:
+    for adder in list(_LIVE):
+        adder._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_rebuild_after_fork)
+
+
+def _check_batch_arguments(queries, chunk_size) -> None:
+    """Mistakes that would otherwise drop queries or fail far from their cause."""
+    if isinstance(queries, (str, bytes)):
+        raise TypeError(
+            f"batch and results take an iterable of queries, not one {type(queries).__name__} "
+            "(it would be read character by character); use adder(query) for a single query, or wrap it in a list"
+        )
+    if not hasattr(queries, "__iter__"):
+        raise TypeError(f"batch and results take an iterable of queries, got {type(queries).__name__}")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
+        raise TypeError(f"chunk_size must be a whole number of queries, got {chunk_size!r}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1 query, got {chunk_size}")
 
 
 class ModelError(ValueError):
@@ -59,8 +87,10 @@ def _open_session(path: Path, threads: int, single: bool = False) -> ort.Inferen
     if not path.exists():
         names = ", ".join(shipped_models())
         raise ModelError(f"{path}: no such file (shipped models: {names})")
-    if not path.is_file():
+    if path.is_dir():
         raise ModelError(f"{path}: is a directory, not an ONNX model file")
+    if not path.is_file():
+        raise ModelError(f"{path}: is not a regular file (a pipe or device?); give an ONNX model file")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -128,6 +158,7 @@ class Adder:
         self.batch_path: Path | None = None  # the graph batches run on, once the first batch has run
         self._lock = threading.Lock()
         self._session = _open_session(self.path, 1, single=True)
+        _LIVE.add(self)  # so a forked child rebuilds what threads it relies on (_after_fork)
         self.config = _read_config(self._session, self.path)
         _check_signature(self._session, self.config, self.path)
         self.codec = Codec(self.config)
@@ -154,6 +185,10 @@ class Adder:
         workers, at most one chunk more than workers in flight: one chunk's parsing and
         decoding in Python overlaps another's onnxruntime call.
         """
+        _check_batch_arguments(queries, chunk_size)
+        return self._results(queries, chunk_size)
+
+    def _results(self, queries: Iterable[str], chunk_size: int) -> Iterator[int | QueryError]:
         iterator = iter(queries)
         chunks = iter(lambda: list(islice(iterator, chunk_size)), [])
         first = next(chunks, None)
@@ -184,8 +219,9 @@ class Adder:
 
     def batch(self, queries: Iterable[str], chunk_size: int = CHUNK_SIZE) -> list[int]:
         """Answer many queries; raises QueryError naming the first bad one (1-based)."""
+        _check_batch_arguments(queries, chunk_size)
         answers = []
-        for number, result in enumerate(self.results(queries, chunk_size), start=1):
+        for number, result in enumerate(self._results(queries, chunk_size), start=1):
             if isinstance(result, QueryError):
                 raise QueryError(f"query {number}: {result}")
             answers.append(result)
@@ -205,6 +241,18 @@ class Adder:
         if len(x) == 0:
             return np.zeros((0, self.config.output_length, len(self.config.alphabet)), dtype=np.float32)
         return np.concatenate([self._session.run(None, {self._input_name: row})[0] for row in x[:, np.newaxis]])
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's worker threads and any lock they held did not come along.
+
+        Without this the child's first large batch waits forever on a pool whose threads
+        exist only in the parent. The sessions are reopened too: onnxruntime makes no
+        promise about a session used across fork.
+        """
+        self._lock = threading.Lock()
+        self._executor = None
+        self._batch_session = None
+        self._session = _open_session(self.path, 1, single=True)
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._lock:

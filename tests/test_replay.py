@@ -13,7 +13,7 @@ import pytest
 
 from adder.config import ModelConfig
 from adder.grammar import Expression
-from adder.train.data import epoch_expressions
+from adder.train.data import REPLAY_COPIES, epoch_expressions
 from adder.train.replay import MAX_POOL, ReplayPool
 from tests.conftest import needs_training
 
@@ -56,12 +56,15 @@ def test_the_pool_keeps_the_newest_queries_up_to_its_limit(monkeypatch):
 
 def test_an_epoch_replays_its_share_of_the_pool_and_stays_reproducible():
     config = ModelConfig(max_operand=99)
-    hard = [Expression((9, 1), ("+",)), Expression((99, 99), ("+",))]
+    hard = [Expression((i, 1), ("+",)) for i in range(20, 40)]
     args = (config, 1000, 0, 5, None, 0.25, hard, 0.3)
     first, again = epoch_expressions(*args), epoch_expressions(*args)
     assert first == again and len(first) == 1000
     replayed = sum(e in hard for e in first)
     assert 300 <= replayed <= 310  # 300 drawn from the pool, plus any fresh draw that hits one
+    few = hard[:2]  # a small pool is not drawn 300 times: at most REPLAY_COPIES each
+    replayed = sum(e in few for e in epoch_expressions(config, 1000, 0, 5, None, 0.25, few, 0.3))
+    assert 2 * REPLAY_COPIES <= replayed <= 2 * REPLAY_COPIES + 5
 
 
 def test_small_operands_are_served():

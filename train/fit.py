@@ -16,7 +16,7 @@ import numpy as np
 from adder.codec import Codec
 from adder.config import ModelConfig
 from adder.grammar import values_of
-from adder.train.archive import save_keras, write_atomic
+from adder.train.archive import WriteError, save_keras, write_atomic
 from adder.train.data import encode_epoch, epoch_expressions, sample_expressions
 from adder.train.evaluate import Evaluation, evaluate
 from adder.train.model import Architecture, build_model
@@ -131,7 +131,10 @@ class Checkpoint:
         return model, epochs_done, pool
 
     def save(self, model: keras.Model, config: ModelConfig, epochs_done: int, history: list, pool: ReplayPool) -> None:
-        self.dir.mkdir(exist_ok=True)
+        try:
+            self.dir.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise WriteError(f"cannot write {self.dir}: {exc.strerror or exc}") from None
         save_keras(model, config, self.model_path)
         pool.save(self.pool_path)
         state = {"identity": self.identity, "epochs_done": epochs_done, "history": history}

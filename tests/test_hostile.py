@@ -1,0 +1,348 @@
+"""Hostile and careless use: no hang, no traceback, nothing dropped, bounded memory.
+
+Each test reproduces a defect found by trying the tools as such a user would, and
+keeps it fixed. The bad-query corpus for the parser lives in test_grammar.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from adder import Adder, ModelError
+from adder.config import ConfigError, ModelConfig
+from adder.train.archive import Busy, WriteError, atomic_path, check_writable, exclusive, remove_leftovers
+from tests.conftest import needs_training, run_adder
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_ONNX = REPO / "runtime" / "models" / "default.onnx"
+TRAIN = [sys.executable, "-c", "from adder.train.cli import main; main()"]
+
+
+def one_line_error(stderr: str | bytes) -> str:
+    text = stderr.decode() if isinstance(stderr, bytes) else stderr
+    lines = [line for line in text.splitlines() if line.startswith("error: ")]
+    assert "Traceback" not in text and len(lines) == 1, text[-2000:]
+    return lines[0]
+
+
+# 1. fork
+
+
+def test_a_forked_child_answers_batches_after_the_parent_used_its_pool():
+    code = textwrap.dedent(
+        """
+        import os
+        from adder import Adder
+        a = Adder()
+        assert a.batch(['1+1'] * 5000) == [2] * 5000
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if a.batch(['1+1'] * 5000) == [2] * 5000 and a('3+10') == 13 else 3)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "0", result.stderr
+
+
+# 2. crafted model configs
+
+
+CRAFTED = [
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ('{"max_operand": ' + "9" * 5000 + "}", "not valid JSON"),
+    ('{"min_terms": 2.0, "max_terms": 2}', "min_terms must be a whole number"),
+    ('{"operators": ["+"]}', "operators must be text"),
+    ('{"max_terms": 1000000000}', "max_terms must be at most"),
+    ('{"reverse_input": "false"}', "reverse_input must be true or false"),
+    ('{"brackets": 1}', "brackets must be true or false"),
+    ('{"max_operand": true}', "max_operand must be a whole number"),
+    ('{"training": []}', "training must be a JSON object"),
+    ('"x"' + " " * 5_000_000, "characters long"),
+]
+
+
+@pytest.mark.parametrize("text, message", CRAFTED, ids=range(len(CRAFTED)))
+def test_a_crafted_config_is_a_config_error(text, message):
+    with pytest.raises(ConfigError, match=message):
+        ModelConfig.from_json(text)
+
+
+@pytest.mark.parametrize("text, message", CRAFTED[:6], ids=range(6))
+def test_a_model_with_a_crafted_config_is_one_line_and_exit_2(tmp_path, text, message):
+    onnx = pytest.importorskip("onnx")
+    proto = onnx.load(DEFAULT_ONNX)
+    for prop in proto.metadata_props:
+        if prop.key == "adder.config":
+            prop.value = text
+    crafted = tmp_path / "crafted.onnx"
+    onnx.save(proto, crafted)
+    with pytest.raises(ModelError, match=message):
+        Adder(crafted)
+    result = run_adder("--model", str(crafted), "3+10")
+    assert result.returncode == 2 and message in one_line_error(result.stderr)
+
+
+# 3. one very long line
+
+
+def test_a_very_long_line_is_refused_with_flat_memory():
+    """150 MB on one line, then a good query: one error, the answer still on its own line, and
+    the process never holds the line (it peaked at 648 MB for 200 MB before)."""
+    wrapper = textwrap.dedent(
+        f"""
+        import resource, subprocess, sys
+        command = "(head -c 150000000 /dev/zero | tr '\\\\0' 1; printf '\\\\n3+10\\\\n') | {sys.executable} -m adder -"
+        result = subprocess.run(command, shell=True, capture_output=True)
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        print(result.returncode, repr(result.stdout.decode()), round(peak_mb), result.stderr.decode().strip())
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, timeout=300).stdout
+    code, stdout, peak_mb, stderr = out.split(" ", 3)
+    assert (code, stdout) == ("1", repr("\n13\n"))
+    assert stderr.strip() == "error: line 1: query is 150000000 characters long; at most 256 are accepted"
+    assert int(peak_mb) < 250, f"peak RSS {peak_mb} MB"
+
+
+# 4. nothing silently dropped
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda a: a.batch(["1+1"], chunk_size=0), ValueError, "chunk_size must be at least 1"),
+        (lambda a: a.batch(["1+1"], chunk_size=-1), ValueError, "chunk_size must be at least 1"),
+        (lambda a: a.batch(["1+1"], chunk_size=2.5), TypeError, "chunk_size must be a whole number"),
+        (lambda a: a.batch("3+10"), TypeError, "not one str"),
+        (lambda a: a.batch(b"3+10"), TypeError, "not one bytes"),
+        (lambda a: list(a.results("3+10")), TypeError, "not one str"),
+        (lambda a: a.results(["1+1"], chunk_size=0), ValueError, "chunk_size"),
+        (lambda a: a.batch(42), TypeError, "iterable of queries"),
+    ],
+)
+def test_batch_mistakes_raise_at_the_call_never_a_shorter_answer_list(call, error, message):
+    with pytest.raises(error, match=message):
+        call(Adder())
+
+
+def test_every_query_gets_an_answer_whatever_the_chunk_size():
+    adder = Adder()
+    queries = [f"{i}+{i}" for i in range(1000)]
+    for chunk_size in (1, 7, 1024, 5000):
+        assert adder.batch(queries, chunk_size=chunk_size) == [2 * i for i in range(1000)]
+
+
+# 5. write failures: found before the work, one line, old file kept
+
+
+def test_an_unwritable_folder_is_found_before_any_work(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("tempfile.mkstemp", refuse)
+    with pytest.raises(WriteError, match=f"cannot write to {tmp_path}: Permission denied"):
+        check_writable(tmp_path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_folder_is_refused_by_train_at_once(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    result = subprocess.run([*TRAIN, "--out", str(folder / "m.keras")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "cannot write to" in one_line_error(result.stderr)
+
+
+def test_a_full_disk_while_replacing_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
+    target = tmp_path / "c.onnx"
+    target.write_bytes(b"old")
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("adder.train.archive.os.replace", full)
+    with pytest.raises(WriteError, match=f"cannot write {target}: No space left on device"):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["c.onnx"]
+
+
+@needs_training
+@pytest.mark.slow
+def test_export_and_train_turn_a_write_failure_into_one_line(tmp_path, tiny_model):
+    """A file-size limit stands in for a full disk: writes past it fail with EFBIG."""
+    keras_path, _ = tiny_model
+    limit = textwrap.dedent(
+        """
+        import resource, signal, subprocess, sys
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
+        sys.exit(subprocess.run(sys.argv[2:]).returncode)
+        """
+    )
+    target = tmp_path / "c.onnx"
+    target.write_bytes(b"old")
+    # The ONNX file is written after Keras has unpacked the model; a full disk by then:
+    full_disk = textwrap.dedent(
+        f"""
+        import os, sys
+        import adder.train.archive as archive
+        def full(*args):
+            raise OSError(28, "No space left on device")
+        archive.os.replace = full
+        sys.argv = ["adder-export", {str(keras_path)!r}, "-o", {str(target)!r}]
+        from adder.export.cli import main
+        main()
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", full_disk], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2
+    assert f"cannot write {target}: No space left on device" in one_line_error(result.stderr)
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["c.onnx"]
+    out = tmp_path / "m.keras"
+    train = [*TRAIN, "--largest", "9", "--epochs", "2", "--samples", "256", "--out", str(out)]
+    result = subprocess.run([sys.executable, "-c", limit, "20000", *train], capture_output=True, text=True)
+    assert result.returncode == 2 and "cannot write" in one_line_error(result.stderr)
+
+
+@needs_training
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda ckpt: (ckpt / "state.json").write_text("{garbage"), "state.json is unreadable"),
+        (lambda ckpt: (ckpt / "last.keras").write_bytes(b"not a zip"), "last.keras could not be loaded"),
+        (lambda ckpt: (ckpt / "replay.json").write_text('{"queries": ["5+5+5"]}'), "replay pool"),
+    ],
+    ids=["state", "model", "pool"],
+)
+def test_a_damaged_checkpoint_says_what_is_wrong_and_how_to_start_afresh(tmp_path, damage, message):
+    out = tmp_path / "m.keras"
+    args = ["--largest", "9", "--epochs", "3", "--samples", "300", "--arch", "8/8", "--no-evaluate", "--out", str(out)]
+    process = subprocess.Popen([*TRAIN, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / "m.keras.ckpt" / "state.json"
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+        if state.exists() and (tmp_path / "m.keras.ckpt" / "replay.json").exists():
+            process.kill()
+            break
+        time.sleep(0.01)
+    process.wait()
+    if process.returncode == 0:
+        pytest.skip("training finished before it could be interrupted")
+    damage(tmp_path / "m.keras.ckpt")
+    result = subprocess.run([*TRAIN, *args], capture_output=True, text=True, timeout=300)
+    line = one_line_error(result.stderr)
+    assert result.returncode == 2 and message in line and "to start afresh" in line
+
+
+# 6. a reader that goes away
+
+
+def test_a_closed_pipe_with_queries_as_arguments_is_quiet():
+    queries = [f"{i % 1000}+1" for i in range(30000)]  # more output than a pipe buffers
+    script = f'{sys.executable} -m adder "$@" | head -1'
+    result = subprocess.run(["sh", "-c", script, "sh", *queries], capture_output=True, text=True, timeout=120)
+    assert result.stdout == "1\n" and result.stderr == ""
+
+
+# 7. one run per output
+
+
+def test_a_second_run_on_the_same_output_is_refused_and_a_dead_runs_lock_is_not(tmp_path):
+    target = tmp_path / "c.keras"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from adder.train.archive import exclusive\n"
+            f"with exclusive(__import__('pathlib').Path({str(target)!r}), 'adder-train'):\n"
+            "    print('locked', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(Busy, match=rf"c.keras is being written by adder-train \(pid {holder.pid}, started"):
+        with exclusive(target, "adder-train"):
+            pass
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    with exclusive(target, "adder-train"):  # the kernel dropped the dead run's lock
+        pass
+
+
+@needs_training
+def test_adder_train_refuses_an_output_another_run_is_writing(tmp_path):
+    target = tmp_path / "c.keras"
+    with exclusive(target, "adder-train"):
+        result = subprocess.run(
+            [*TRAIN, "--largest", "9", "--epochs", "1", "--out", str(target)], capture_output=True, text=True
+        )
+    assert result.returncode == 2 and f"pid {os.getpid()}" in one_line_error(result.stderr)
+    assert not (tmp_path / "c.keras.ckpt").exists()
+
+
+# 8. leftovers of a killed writer
+
+
+def test_temp_files_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
+    target = tmp_path / "c.onnx"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        stale = tmp_path / f".c.onnx.{dead.pid}.x1.tmp.onnx"
+        stale_dir = tmp_path / f".c.onnx.{dead.pid}.x2.tmp"
+        live = tmp_path / f".c.onnx.{sleeper.pid}.x3.tmp.onnx"
+        other = tmp_path / f".d.onnx.{dead.pid}.x4.tmp.onnx"
+        for path in (stale, live, other):
+            path.write_bytes(b"partial")
+        stale_dir.mkdir()
+        (stale_dir / "float32.onnx").write_bytes(b"partial")
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"model")
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["c.onnx", live.name, other.name])
+        assert remove_leftovers(target) == []
+    finally:
+        sleeper.kill()
+
+
+# 9. not a file
+
+
+def test_a_fifo_as_model_is_not_called_a_directory(tmp_path):
+    fifo = tmp_path / "model.onnx"
+    os.mkfifo(fifo)
+    result = run_adder("--model", str(fifo), "3+10")
+    assert result.returncode == 2 and "not a regular file" in one_line_error(result.stderr)
+
+
+def test_a_directory_as_model_is_called_one(tmp_path):
+    result = run_adder("--model", str(tmp_path), "3+10")
+    assert result.returncode == 2 and "is a directory" in one_line_error(result.stderr)
+
+
+# and a few more
+
+
+def test_json_output_of_an_overlong_line_stays_one_valid_object_per_line():
+    result = run_adder("--json", "-", stdin=b"1" * 5000 + b"\n3+10\n")
+    rows = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert [("error" in r, r.get("answer")) for r in rows] == [(True, None), (False, 13)]
+
+
+def test_a_line_of_invalid_utf8_bytes_longer_than_the_limit_is_one_error():
+    result = run_adder("-", stdin=b"\xff" * 3000 + b"\n1+1\n")
+    assert result.stdout.decode() == "\n2\n" and result.returncode == 1
