@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from pathlib import Path
@@ -47,11 +48,25 @@ def export(
         raise fail(f"--output must end in .onnx, got {output}")
     if not output.parent.is_dir():
         raise fail(f"--output folder {output.parent} does not exist")
+    if output.is_dir():
+        raise fail(f"--output {output} is a folder; give a file name ending in .onnx")
     if not model.is_file():
         raise fail(f"{model}: no such file")
-    require_training_stack()
+    from adder.train.archive import WriteError, check_writable
+
+    try:
+        check_writable(output.parent)  # before the conversion, not after it
+    except WriteError as exc:
+        raise fail(f"--output: {exc}") from None
+    require_training_stack("tensorflow")
+    if importlib.util.find_spec("tf2onnx") is None:
+        typer.echo("error: export needs tf2onnx; install it with: pip install '.[train]'", err=True)
+        raise typer.Exit(1)
     # tf2onnx converts TensorFlow graphs, whatever backend the model was trained with.
     os.environ["KERAS_BACKEND"] = "tensorflow"
+    # Trace on the CPU whatever the machine: where TensorFlow sees a GPU, Keras's LSTM traces
+    # to CudnnRNNV3, which tf2onnx cannot convert (keras issue 21799).
+    os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
 
     from adder import Adder, ModelError
     from adder.config import ConfigError
@@ -59,7 +74,7 @@ def export(
     from adder.export.unroll import unroll_decoder
     from adder.export.validate import ValidationError, validate_export
     from adder.session import batch_graph_path
-    from adder.train.archive import ArchiveError, atomic_path, load_keras
+    from adder.train.archive import ArchiveError, atomic_path, load_keras, temp_prefix
 
     try:
         keras_model, config = load_keras(model)
@@ -80,22 +95,28 @@ def export(
             f"random inputs (tolerance {atol_random:g}); all decoded answers identical"
         )
 
-    with atomic_path(output) as tmp:
-        if quantize == "int8":
-            with tempfile.TemporaryDirectory(dir=output.parent) as folder:
-                float32 = Path(folder) / "float32.onnx"
-                write_validated(float32)
-                quantize_int8(float32, tmp)
-            describe_int8(tmp, config)
-        else:
-            write_validated(tmp)
-    typer.echo(f"wrote {output} ({output.stat().st_size:,} bytes)")
-    if quantize == "none":
-        # The runtime answers batches with this graph and single queries with the fused one.
-        batch_output = batch_graph_path(output)
-        with atomic_path(batch_output) as tmp:
-            write_validated(tmp, unroll_decoder(proto, config.output_length), "batch graph", batch_output)
-        typer.echo(f"wrote {batch_output} ({batch_output.stat().st_size:,} bytes)")
+    try:
+        with atomic_path(output) as tmp:
+            if quantize == "int8":
+                # Named like atomic_path's temp files, so a killed run's folder is cleaned up by the next.
+                with tempfile.TemporaryDirectory(
+                    prefix=temp_prefix(output), suffix=".tmp", dir=output.parent
+                ) as folder:
+                    float32 = Path(folder) / "float32.onnx"
+                    write_validated(float32)
+                    quantize_int8(float32, tmp)
+                describe_int8(tmp, config)
+            else:
+                write_validated(tmp)
+        typer.echo(f"wrote {output} ({output.stat().st_size:,} bytes)")
+        if quantize == "none":
+            # The runtime answers batches with this graph and single queries with the fused one.
+            batch_output = batch_graph_path(output)
+            with atomic_path(batch_output) as tmp:
+                write_validated(tmp, unroll_decoder(proto, config.output_length), "batch graph", batch_output)
+            typer.echo(f"wrote {batch_output} ({batch_output.stat().st_size:,} bytes)")
+    except WriteError as exc:
+        raise fail(str(exc)) from None
 
 
 def describe_int8(path: Path, config) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import platform
 import shlex
 import sys
 import time
@@ -18,8 +17,12 @@ from typing import Annotated
 import typer
 
 from adder.config import ConfigError, ModelConfig
+from adder.train.device import BACKENDS
 
-EXTRA_HINT = "error: training needs the train extra; install it with: pip install '.[train]'"
+EXTRA_HINT = (
+    "error: training needs the train extra; install it with: pip install '.[train]' "
+    "(or '.[jax]' to train with JAX and no TensorFlow)"
+)
 
 train_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 eval_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -31,11 +34,29 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def require_training_stack() -> None:
-    if any(importlib.util.find_spec(name) is None for name in ("keras", "tensorflow")):
-        typer.echo(EXTRA_HINT, err=True)
+def require_training_stack(backend: str = "auto") -> str:
+    """Point Keras at a backend (before anything imports keras) and check it is installed.
+
+    Returns the backend chosen. TensorFlow is needed only when it is the backend.
+    """
+    from adder.train.device import BACKEND_EXTRA, choose_backend, missing_for
+
+    chosen = choose_backend(backend)
+    missing = missing_for(chosen)
+    if missing:
+        if chosen == "tensorflow" and backend == "auto":
+            typer.echo(EXTRA_HINT, err=True)
+        else:
+            extra = BACKEND_EXTRA[chosen]
+            typer.echo(
+                f"error: training with {chosen} needs {' and '.join(missing)}; "
+                f"install them with: pip install '.[{extra}]'",
+                err=True,
+            )
         raise typer.Exit(1)
+    os.environ["KERAS_BACKEND"] = chosen
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return chosen
 
 
 def parse_terms(text: str) -> tuple[int, int]:
@@ -45,18 +66,6 @@ def parse_terms(text: str) -> tuple[int, int]:
         return int(low), int(high or low)
     except ValueError:
         raise fail(f"--terms takes a number or a range like 2-4, got {text!r}") from None
-
-
-def versions() -> dict[str, str]:
-    import keras
-    import numpy
-
-    found = {"python": platform.python_version(), "keras": keras.__version__, "numpy": numpy.__version__}
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow
-
-        found["tensorflow"] = tensorflow.__version__
-    return found
 
 
 @train_app.command()
@@ -120,6 +129,20 @@ def train(
         Path | None,
         typer.Option(help="Start from this trained .keras model (same domain) instead of fresh weights: fine-tuning."),
     ] = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="Keras backend: auto (one that sees a GPU, JAX first; else TensorFlow if installed; else JAX), "
+            "tensorflow, jax or torch."
+        ),
+    ] = "auto",
+    devices: Annotated[
+        str,
+        typer.Option(
+            help="Local devices to train on, data-parallel (keras.distribution.DataParallel, JAX backend): "
+            "a number, or 'all'. The batch is split across them."
+        ),
+    ] = "1",
     evaluate: Annotated[bool, typer.Option(help="Measure exact-match over the domain when training ends.")] = True,
     stop_when_exact: Annotated[
         bool, typer.Option(help="End early once every query of the domain is answered right.")
@@ -140,10 +163,16 @@ def train(
         (0 <= small_operands <= 1, f"--small-operands must be between 0 and 1, got {small_operands}"),
         (0 <= replay_share < 1, f"--replay-share must be at least 0 and below 1, got {replay_share}"),
         (check_every >= 0, f"--check-every must be 0 or more epochs, got {check_every}"),
+        (backend in BACKENDS, f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}"),
+        (
+            devices == "all" or (devices.isdigit() and int(devices) >= 1),
+            f"--devices takes a number or 'all', got {devices!r}",
+        ),
         (learning_rate > 0, f"--learning-rate must be positive, got {learning_rate}"),
         (schedule in ("constant", "cosine"), f"--schedule must be 'constant' or 'cosine', got {schedule!r}"),
         (out.suffix == ".keras", f"--out must end in .keras, got {out}"),
         (out.parent.is_dir(), f"--out folder {out.parent} does not exist"),
+        (not out.is_dir(), f"--out {out} is a folder; give a file name ending in .keras"),
     ]
     for ok, message in checks:
         if not ok:
@@ -164,7 +193,13 @@ def train(
         raise fail(str(exc)) from None
     if init is not None and not init.is_file():
         raise fail(f"--init {init}: no such file")
-    require_training_stack()
+    from adder.train.archive import WriteError, check_writable
+
+    try:
+        check_writable(out.parent)  # now, not after the first epoch
+    except WriteError as exc:
+        raise fail(f"--out: {exc}") from None
+    require_training_stack(backend)
     from adder.train.fit import TrainSettings
     from adder.train.model import parse_arch
 
@@ -184,7 +219,14 @@ def train(
         replay_share,
         check_every,
     )
-    run_training(config, arch, out, settings, evaluate, stop_when_exact, init)
+    from adder.train.archive import Busy, exclusive
+
+    try:
+        with exclusive(out, "adder-train"):
+            device_count = None if devices == "all" else int(devices)
+            run_training(config, arch, out, settings, evaluate, stop_when_exact, init, device_count)
+    except (Busy, WriteError) as exc:
+        raise fail(str(exc)) from None
 
 
 def load_init(path: Path, config):
@@ -218,15 +260,21 @@ def layers_of(model) -> dict:
     return {"encoder": units[:1], "decoder": units[1:], "embedding": 0}
 
 
-def run_training(config, arch_name, out, settings, evaluate, stop_when_exact, init=None):
+def run_training(config, arch_name, out, settings, evaluate, stop_when_exact, init=None, device_count=1):
     from dataclasses import asdict, replace
 
     from adder.train.archive import save_keras, write_atomic
-    from adder.train.device import describe_device
+    from adder.train.device import describe, use_devices, versions
     from adder.train.evaluate import evaluate as run_evaluation
     from adder.train.fit import Checkpoint, CheckpointError, fit, keras_predictor
     from adder.train.model import Architecture, parse_arch
 
+    try:
+        devices = use_devices(device_count)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if settings.batch_size % devices["count"]:
+        raise fail(f"--batch-size {settings.batch_size} must split evenly over {devices['count']} devices")
     arch = parse_arch(arch_name)
     init_model, started_from = load_init(init, config) if init is not None else (None, None)
     if init_model is not None:  # the layers are the starting model's, whatever --arch says
@@ -235,7 +283,7 @@ def run_training(config, arch_name, out, settings, evaluate, stop_when_exact, in
             **{k: tuple(v) if isinstance(v, list) else v for k, v in started_from.pop("layers").items()}
         )
     typer.echo(
-        f"training on {describe_device()}: {config.describe()}, arch {arch_name}, "
+        f"training with {describe(devices)}: {config.describe()}, arch {arch_name}, "
         f"{settings.epochs} epochs x {settings.samples:,} samples"
         + (f", starting from {init}" if init is not None else "")
     )
@@ -252,7 +300,9 @@ def run_training(config, arch_name, out, settings, evaluate, stop_when_exact, in
         "arch": arch_name,
         "layers": arch.to_dict(),
         "settings": asdict(settings),
-        "device": describe_device(),
+        "device": describe(devices),
+        "backend": os.environ["KERAS_BACKEND"],
+        "devices": devices,
         "versions": versions(),
         "train_seconds": round(train_seconds, 1),
         "history": history,
