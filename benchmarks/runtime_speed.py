@@ -120,6 +120,12 @@ def main() -> None:
         "--seed-arch-onnx",
         help="an export of the seed architecture (adder-train --arch seed); adds the latency-within-2x row",
     )
+    parser.add_argument(
+        "--compare",
+        help="another model of the same domain (e.g. the previous default: git show "
+        "b90e55a:runtime/models/default.onnx > old.onnx; keep old.batch.onnx beside it); "
+        "adds its single-query and batch rows, timed interleaved with the shipped default",
+    )
     args = parser.parse_args()
 
     import keras  # noqa: F401  (the Keras side of every comparison)
@@ -164,6 +170,12 @@ def main() -> None:
         "adder_batch_s": adder_batch,
         "onnx_tensor_s": onnx_tensors,
     }
+    if args.compare:
+        other = Adder(args.compare)
+        other.batch(queries[:10_000])
+        timed["compare_batch_s"] = lambda: other.batch(queries)
+        rows["compare_call_s"] = per_call(lambda: other(QUERY), 2000)
+        rows["compare_bytes"] = Path(args.compare).stat().st_size
     runs: dict[str, list[float]] = {name: [] for name in timed}
     for _ in range(args.throughput_repeats):  # interleaved, so drift in the machine hits all three alike
         for name, fn in timed.items():
@@ -282,6 +294,30 @@ def main() -> None:
             default_is_int8 == int8_better,  # int8 becomes the default only if exact and faster
         ),
     ]
+    if args.compare:
+        table += [
+            (
+                f"shipped default / {Path(args.compare).name}: Adder.batch q/s, {n:,} queries",
+                f"{n / rows['adder_batch_s']:,.0f} / {n / rows['compare_batch_s']:,.0f}",
+                rows["compare_batch_s"] / rows["adder_batch_s"],
+                "reported",
+                True,
+            ),
+            (
+                f"shipped default / {Path(args.compare).name}: warm query",
+                f"{rows['adder_call_s'] * 1e6:.0f} us / {rows['compare_call_s'] * 1e6:.0f} us",
+                rows["compare_call_s"] / rows["adder_call_s"],
+                "reported",
+                True,
+            ),
+            (
+                f"shipped default / {Path(args.compare).name}: file bytes",
+                f"{rows['fp32_bytes']:,} / {rows['compare_bytes']:,}",
+                rows["compare_bytes"] / rows["fp32_bytes"],
+                "reported",
+                True,
+            ),
+        ]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"{'measure':<62} {'values':>26} {'ratio':>8} {'target':>14}  met")
     for name, values, ratio, target, met in table:
