@@ -105,7 +105,7 @@ def export(
                     float32 = Path(folder) / "float32.onnx"
                     write_validated(float32)
                     quantize_int8(float32, tmp)
-                describe_int8(tmp, config)
+                stamp_int8(tmp, config, describe_int8(tmp, config))
             else:
                 write_validated(tmp)
         typer.echo(f"wrote {output} ({output.stat().st_size:,} bytes)")
@@ -119,7 +119,25 @@ def export(
         raise fail(str(exc)) from None
 
 
-def describe_int8(path: Path, config) -> None:
+def stamp_int8(path: Path, config, result) -> None:
+    """The int8 file's own record: its evaluation, not the float32 model's it was made from."""
+    import dataclasses
+
+    import onnx
+
+    from adder.config import METADATA_KEY
+
+    training = {
+        **config.training,
+        "evaluation": result.to_dict(),
+        "quantization": "int8 weights, per channel; activations quantized at run time (adder-export --quantize int8)",
+    }
+    proto = onnx.load(path)
+    onnx.helper.set_model_props(proto, {METADATA_KEY: dataclasses.replace(config, training=training).to_json()})
+    onnx.save(proto, path)
+
+
+def describe_int8(path: Path, config):
     """An int8 model cannot match float32 probabilities to 1e-5; report what it gets right instead."""
     from adder import Adder
     from adder.train.cli import onnx_predictor
@@ -129,6 +147,7 @@ def describe_int8(path: Path, config) -> None:
     typer.echo(f"int8 export: {path.stat().st_size:,} bytes; {result.summary()}")
     for example in result.first_wrong[:5]:
         typer.echo(f"  {example['query']} = {example['expected']}, int8 model says {example['got']}")
+    return result
 
 
 def main() -> None:
