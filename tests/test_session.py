@@ -174,12 +174,3 @@ def test_the_arith_model_is_exact_on_two_term_queries():
     expressions = sample_expressions(two_terms, 2000, np.random.default_rng(3))
     assert arith.batch([e.text() for e in expressions]) == [e.value for e in expressions]
 
-
-def test_the_shipped_int8_default_is_exact_on_every_query_and_says_so():
-    every = [f"{a}+{b}" for a in range(1000) for b in range(1000)]
-    truth = [a + b for a in range(1000) for b in range(1000)]
-    int8 = Adder("default-int8")
-    assert int8.batch(every) == truth
-    record = int8.config.training
-    assert record["evaluation"]["wrong"] == 0 and record["evaluation"]["total"] == 1_000_000
-    assert "int8" in record["quantization"] and int8.config == Adder().config
