@@ -41,3 +41,20 @@ def tiny_model(tmp_path_factory) -> tuple[Path, Path]:
     export = [sys.executable, "-c", "from adder.export.cli import main; main()"]
     subprocess.run([*export, str(keras_path), "-o", str(onnx_path)], check=True, capture_output=True, timeout=600)
     return keras_path, onnx_path
+
+
+def kill_after_first_epoch(command: list[str], state: Path, timeout: float = 300) -> None:
+    """Start a training command and SIGKILL it once its checkpoint records a finished epoch."""
+    import json
+    import signal
+    import time
+
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if state.exists() and json.loads(state.read_text())["epochs_done"] >= 1:
+            os.kill(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "training ended before it could be killed"

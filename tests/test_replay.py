@@ -1,12 +1,9 @@
 """The replay pool: filled by evaluations, saved with the checkpoint, kept across a resume."""
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -15,7 +12,7 @@ from adder.config import ModelConfig
 from adder.grammar import Expression
 from adder.train.data import REPLAY_COPIES, epoch_expressions
 from adder.train.replay import MAX_POOL, ReplayPool
-from tests.conftest import needs_training
+from tests.conftest import kill_after_first_epoch, needs_training
 
 ARITH = ModelConfig(min_terms=2, max_terms=3, operators="+-", brackets=True, max_operand=99)
 TRAIN = [sys.executable, "-c", "from adder.train.cli import main; main()"]
@@ -85,15 +82,7 @@ def test_the_pool_is_in_the_checkpoint_and_a_resumed_run_keeps_it(tmp_path):
     args = ["--largest", "9", "--epochs", "3", "--samples", "20000", "--batch-size", "32", "--no-evaluate"]
     command = [*TRAIN, *args, "--arch", "8/8", "--out", str(out)]
     state, saved = tmp_path / "m.keras.ckpt" / "state.json", tmp_path / "m.keras.ckpt" / "replay.json"
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if state.exists() and json.loads(state.read_text())["epochs_done"] >= 1:
-            os.kill(process.pid, signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL, "training ended before it could be killed"
+    kill_after_first_epoch(command, state)
     pool = json.loads(saved.read_text())["queries"]
     history = json.loads(state.read_text())["history"]
     assert len(pool) > 0 and history[-1]["replay_pool"] == len(pool)  # an 8/8 model after one epoch is mostly wrong

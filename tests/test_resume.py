@@ -1,16 +1,13 @@
 """A killed adder-train resumes from its last completed epoch and loses nothing."""
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from tests.conftest import needs_training
+from tests.conftest import kill_after_first_epoch, needs_training
 
 pytestmark = [needs_training, pytest.mark.slow]
 
@@ -23,15 +20,7 @@ def test_sigkill_then_rerun_resumes_and_finishes(tmp_path):
     out.write_bytes(b"previous model")
     state = tmp_path / "m.keras.ckpt" / "state.json"
     command = [*TRAIN, *ARGS, "--out", str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if state.exists() and json.loads(state.read_text())["epochs_done"] >= 1:
-            os.kill(process.pid, signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL, "training ended before it could be killed"
+    kill_after_first_epoch(command, state)
     assert out.read_bytes() == b"previous model"  # the target is never half-written
 
     done = json.loads(state.read_text())["epochs_done"]

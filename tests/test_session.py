@@ -173,4 +173,3 @@ def test_the_arith_model_is_exact_on_two_term_queries():
     two_terms = ModelConfig(min_terms=2, max_terms=2, operators="+-", brackets=True, max_operand=99)
     expressions = sample_expressions(two_terms, 2000, np.random.default_rng(3))
     assert arith.batch([e.text() for e in expressions]) == [e.value for e in expressions]
-
