@@ -115,8 +115,51 @@ def export(
             with atomic_path(batch_output) as tmp:
                 write_validated(tmp, unroll_decoder(proto, config.output_length), "batch graph", batch_output)
             typer.echo(f"wrote {batch_output} ({batch_output.stat().st_size:,} bytes)")
+            write_single_graph(proto, keras_model, config, output, queries, randoms, atol, atol_random)
     except WriteError as exc:
         raise fail(str(exc)) from None
+
+
+def write_single_graph(proto, keras_model, config, output: Path, queries, randoms, atol, atol_random) -> None:
+    """OUTPUT.single.onnx: the same weights rebuilt for exactly one query (export/simplify.py),
+    validated against Keras query by query; Adder answers single queries with it."""
+    import onnxruntime as ort
+
+    from adder.codec import Codec
+    from adder.export.simplify import SimplifyError, simplify
+    from adder.export.validate import ValidationError, validate_export
+    from adder.session import single_graph_path
+    from adder.train.archive import atomic_path
+
+    try:
+        graph = simplify(proto, config, single=True)
+    except SimplifyError as exc:
+        typer.echo(f"no single-query graph: {exc}")
+        return
+    target = single_graph_path(output)
+
+    class OneByOne:  # the single graph takes one query per call
+        codec = Codec(config)
+
+        def __init__(self, path: Path) -> None:
+            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+        def predict_tensor(self, x):
+            import numpy as np
+
+            return np.concatenate([self.session.run(None, {"query": row[None]})[0] for row in x])
+
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(graph.SerializeToString())
+        try:
+            report = validate_export(keras_model, OneByOne(tmp), config, queries, randoms, atol, atol_random)
+        except ValidationError as exc:
+            raise fail(f"{target} not written: {exc}") from None
+    typer.echo(
+        f"wrote {target} ({target.stat().st_size:,} bytes, {len(graph.graph.node)} nodes, batch fixed at 1): "
+        f"max probability difference {report.domain_max_diff:.2g} on {report.domain_queries:,} domain queries, "
+        f"{report.random_max_diff:.2g} on {report.random_inputs:,} random inputs; all decoded answers identical"
+    )
 
 
 def stamp_int8(path: Path, config, result) -> None:

@@ -173,3 +173,21 @@ def test_the_arith_model_is_exact_on_two_term_queries():
     two_terms = ModelConfig(min_terms=2, max_terms=2, operators="+-", brackets=True, max_operand=99)
     expressions = sample_expressions(two_terms, 2000, np.random.default_rng(3))
     assert arith.batch([e.text() for e in expressions]) == [e.value for e in expressions]
+
+
+def test_single_queries_run_on_the_one_query_graph_and_agree_with_the_model_graph(tmp_path):
+    import shutil
+
+    import numpy as np
+
+    adder = Adder()
+    assert adder.single_path.name == "default.single.onnx"
+    rng = np.random.default_rng(1)
+    queries = [f"{a}+{b}" for a, b in rng.integers(0, 1000, size=(3000, 2)).tolist()]
+    assert [adder(q) for q in queries] == [a + b for a, b in (map(int, q.split("+")) for q in queries)]
+    # Without the file beside it (or with another model's), the model's own graph answers.
+    alone = tmp_path / "default.onnx"
+    shutil.copy(adder.path, alone)
+    assert Adder(alone).single_path == alone and Adder(alone)("50+11") == 61
+    shutil.copy(adder.path.with_name("arith.single.onnx"), tmp_path / "default.single.onnx")
+    assert Adder(alone).single_path == alone and Adder(alone)("50+11") == 61

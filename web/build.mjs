@@ -63,7 +63,7 @@ for (const file of ["ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-
 }
 const names = [];
 for (const file of readdirSync(models).sort()) {
-  if (!file.endsWith(".onnx") || file.endsWith(".batch.onnx")) continue;
+  if (!file.endsWith(".onnx") || file.endsWith(".batch.onnx") || file.endsWith(".single.onnx")) continue;
   const name = file.slice(0, -".onnx".length);
   const bytes = readFileSync(join(models, file));
   const config = JSON.parse(onnxMetadata(bytes));
