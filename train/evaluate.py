@@ -38,6 +38,7 @@ class Evaluation:
     first_wrong: list[dict] = field(default_factory=list)
     groups: dict[str, dict[str, int]] = field(default_factory=dict)  # slice -> total, wrong
     wrong_queries: list[Expression] = field(default_factory=list, repr=False)  # for replay; not serialised
+    engine: str = ""  # what answered: "keras", "onnxruntime", or the runtime's string API
 
     @property
     def exact_match(self) -> float:
@@ -49,7 +50,8 @@ class Evaluation:
         return {**data, "exact_match": self.exact_match}
 
     def summary(self) -> str:
-        lines = [f"exact-match {100 * self.exact_match:.4f}% ({self.wrong:,} wrong of {self.total:,}, {self.method})"]
+        how = self.method + (f", through {self.engine}" if self.engine else "")
+        lines = [f"exact-match {100 * self.exact_match:.4f}% ({self.wrong:,} wrong of {self.total:,}, {how})"]
         for group, counts in sorted(self.groups.items()):
             share = (counts["total"] - counts["wrong"]) / counts["total"]
             lines.append(f"  {group}: {100 * share:.4f}% ({counts['wrong']:,} wrong of {counts['total']:,})")

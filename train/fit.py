@@ -123,7 +123,7 @@ def domain_predictor(model: keras.Model, config: ModelConfig):
 def check_domain(model: keras.Model, config: ModelConfig) -> Evaluation:
     predict, engine = domain_predictor(model, config)
     result = evaluate(predict, config)
-    result.method += f", through {engine}"
+    result.engine = engine
     return result
 
 
