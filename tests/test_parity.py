@@ -138,3 +138,39 @@ def test_shipped_default_model_agrees_with_its_keras_source():
     expressions = sample_expressions(config, 20_000, np.random.default_rng(5))
     # Random symbol sequences amplify float32 rounding in a confident model; see export/validate.py.
     assert_parity(keras_path, REPO / "runtime" / "models" / "default.onnx", expressions, atol_random=ATOL_RANDOM)
+
+
+def test_single_queries_run_on_the_one_query_graph_and_agree_with_keras(tiny_model):
+    from adder.export.validate import keras_probs
+    from adder.train.archive import load_keras
+    from adder.train.data import all_expressions
+
+    keras_path, onnx_path = tiny_model
+    adder = Adder(onnx_path)
+    assert adder.single_path == onnx_path.with_name("tiny.single.onnx")
+    model, config = load_keras(keras_path)
+    (every,) = list(all_expressions(config))
+    keras_answers, keras_valid = Codec(config).decode_answers(
+        keras_probs(model, Codec(config).encode_expressions(every))
+    )
+    for expression, answer, valid in zip(every, keras_answers.tolist(), keras_valid.tolist()):
+        if valid:
+            assert adder(expression.text()) == answer
+    single = adder._session.run(None, {adder._input_name: Codec(config).encode_one(every[7])})[0]
+    assert np.abs(single - keras_probs(model, Codec(config).encode_expressions(every[7:8]))).max() <= ATOL
+
+
+def test_a_model_the_rebuild_does_not_know_exports_without_a_single_graph(tmp_path):
+    import subprocess
+    import sys
+
+    keras_path, onnx_path = tmp_path / "stacked.keras", tmp_path / "stacked.onnx"
+    train = [sys.executable, "-c", "from adder.train.cli import main; main()"]
+    args = ["--largest", "9", "--epochs", "1", "--samples", "256", "--arch", "8,8/8", "--no-evaluate"]
+    subprocess.run([*train, *args, "--out", str(keras_path)], check=True, capture_output=True, timeout=600)
+    export = [sys.executable, "-c", "from adder.export.cli import main; main()", str(keras_path), "-o", str(onnx_path)]
+    result = subprocess.run(export, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "no single-query graph" in result.stdout and not onnx_path.with_name("stacked.single.onnx").exists()
+    adder = Adder(onnx_path)
+    assert adder.single_path == onnx_path and isinstance(adder("1+2"), int)
