@@ -23,8 +23,10 @@ def show_models() -> None:
         measured = (
             f"exact-match {100 * accuracy['exact_match']:.4f}% ({accuracy['method']})" if accuracy else "not measured"
         )
+        exhaustive = accuracy.get("method") == "exhaustive"
         for group, counts in sorted(accuracy.get("groups", {}).items()):
-            if group.endswith("every query"):  # exhaustive checks of part of a sampled domain
+            # per term count: exhaustive checks of part of a sampled domain, or slices of an exhaustive one
+            if group.endswith("every query") or (exhaustive and group.endswith(" terms")):
                 share = (counts["total"] - counts["wrong"]) / counts["total"]
                 measured += f"; {group.removesuffix(', every query')}: {100 * share:.4f}% (exhaustive)"
         typer.echo(f"{name}: {config.describe()}; {measured}")
