@@ -91,7 +91,7 @@ def resolve_model(model: str | Path | None) -> Path:
     return Path(model)
 
 
-def _open_session(path: Path, threads: int, single: bool = False) -> ort.InferenceSession:
+def _open_session(path: Path, threads: int, single: bool = False, optimize: bool = True) -> ort.InferenceSession:
     if not path.exists():
         names = ", ".join(shipped_models())
         raise ModelError(f"{path}: no such file (shipped models: {names})")
@@ -105,6 +105,8 @@ def _open_session(path: Path, threads: int, single: bool = False) -> ort.Inferen
     # Spinning threads burn the cores between calls; measured no faster here.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
+    if not optimize:  # opened only to read its metadata and signature: half the opening time
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if single:
         # A fixed batch of 1 lets onnxruntime fold the graph's shape arithmetic away.
         options.add_free_dimension_override_by_name(BATCH_DIM, 1)
@@ -165,12 +167,19 @@ class Adder:
         self._executor: ThreadPoolExecutor | None = None
         self.batch_path: Path | None = None  # the graph batches run on, once the first batch has run
         self._lock = threading.Lock()
-        self._session = _open_session(self.path, 1, single=True)
-        _LIVE.add(self)  # so a forked child rebuilds what threads it relies on (_after_fork)
-        self.config = _read_config(self._session, self.path)
-        _check_signature(self._session, self.config, self.path)
+        # With a one-query graph beside it, the model's own graph is opened only to read its
+        # config and check its signature, unoptimised; single queries run on the other one.
+        helper = single_graph_path(self.path)
+        has_single = helper != self.path and helper.is_file()
+        model_session = _open_session(self.path, 1, single=True, optimize=not has_single)
+        self.config = _read_config(model_session, self.path)
+        _check_signature(model_session, self.config, self.path)
         self.single_path = self.path  # the graph single queries run on
-        self._session = self._open_single_session() or self._session
+        single_session = self._open_single_session() if has_single else None
+        if single_session is None and has_single:  # unusable helper: the model's own graph, optimised
+            model_session = _open_session(self.path, 1, single=True)
+        self._session = single_session or model_session
+        _LIVE.add(self)  # so a forked child rebuilds what threads it relies on (_after_fork)
         self.codec = Codec(self.config)
         self._input_name = self._session.get_inputs()[0].name
         self._outputs = [self._session.get_outputs()[0].name]
@@ -263,8 +272,6 @@ class Adder:
         config, training record included): about a third faster per query than the model's own
         graph with its batch pinned to 1. None when absent or unusable."""
         path = single_graph_path(self.path)
-        if path == self.path or not path.is_file():
-            return None
         try:
             session = _open_session(path, 1)
             if _read_config(session, path).to_json() != self.config.to_json():

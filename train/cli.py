@@ -265,7 +265,7 @@ def run_training(config, arch_name, out, settings, evaluate, stop_when_exact, in
 
     from adder.train.archive import save_keras, write_atomic
     from adder.train.device import describe, use_devices, versions
-    from adder.train.fit import Checkpoint, CheckpointError, check_domain, fit
+    from adder.train.fit import Checkpoint, CheckpointError, fit, full_check
     from adder.train.model import Architecture, parse_arch
 
     try:
@@ -309,7 +309,7 @@ def run_training(config, arch_name, out, settings, evaluate, stop_when_exact, in
     if started_from:
         record["init"] = started_from
     if evaluate:
-        result = result or check_domain(model, config)
+        result = result or full_check(model, config)
         typer.echo(f"{out}: {result.summary()}")
         for example in result.first_wrong:
             typer.echo(f"  {example['query']} = {example['expected']}, model says {example['got']}")

@@ -120,7 +120,7 @@ def domain_predictor(model: keras.Model, config: ModelConfig):
     return predict, "onnxruntime"
 
 
-def check_domain(model: keras.Model, config: ModelConfig) -> Evaluation:
+def full_check(model: keras.Model, config: ModelConfig) -> Evaluation:
     predict, engine = domain_predictor(model, config)
     result = evaluate(predict, config)
     result.engine = engine
@@ -220,7 +220,7 @@ def fit(
         start, history, pool = 0, [], ReplayPool()
     if init is not None and not resumed and (stop_when_exact or settings.replay_share):
         # A model to finish: find what it gets wrong before the first epoch, so replay starts at once.
-        result = check_domain(model, config)
+        result = full_check(model, config)
         pool.reset(result.wrong_queries)
         log(f"  full check of the starting model: {result.summary()}")
         history.append({"epoch": 0, "full_check_wrong": result.wrong, "replay_pool": len(pool)})
@@ -267,7 +267,7 @@ def fit(
         if (scheduled or probe_due) and epoch + 1 < settings.epochs:
             last_full_check = epoch + 1
             started = time.perf_counter()
-            result = check_domain(model, config)
+            result = full_check(model, config)
             pool.reset(result.wrong_queries)
             entry.update(full_check_wrong=result.wrong, full_check_seconds=round(time.perf_counter() - started, 1))
             entry["replay_pool"] = len(pool)
