@@ -66,3 +66,11 @@ def test_a_planted_wrong_answer_is_found_and_reported():
     assert [e.text() for e in result.wrong_queries] == ["(3-1)+4"]
     assert result.groups["3 terms"]["wrong"] == 1 and result.groups["2 terms"]["wrong"] == 0
     assert seen[-1] == (config.domain_size, config.domain_size, 1)
+
+
+def test_a_sample_can_be_asked_for_where_the_whole_domain_would_fit():
+    config = ModelConfig(min_terms=2, max_terms=3, operators="+-", brackets=True, max_operand=99)
+    result = evaluation.evaluate(off_by_one_every(100), config, sample=3000, seed=7)
+    assert result.method == "sample of 3,000 drawn uniformly over 24,040,000 queries (seed 7)"
+    assert result.total == 3000 and 0 < result.wrong < 100
+    assert "2 terms, every query" not in result.groups  # no exhaustive passes behind a cheap check

@@ -94,3 +94,47 @@ def test_the_pool_is_in_the_checkpoint_and_a_resumed_run_keeps_it(tmp_path):
     record = json.loads(out.with_suffix(".json").read_text())
     assert all("replay_pool" in h for h in record["training"]["history"])
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_term_mix_weights_the_term_counts_drawn():
+    from adder.train.data import sample_expressions
+
+    rng = np.random.default_rng(0)
+    uniform = sample_expressions(ARITH, 20_000, rng)
+    mixed = sample_expressions(ARITH, 20_000, rng, term_weights=(1.0, 9.0))
+    three = [sum(len(e.terms) == 3 for e in s) / 20_000 for s in (uniform, mixed)]
+    assert 0.48 < three[0] < 0.52 and 0.88 < three[1] < 0.92
+    # A curriculum that narrows the grammar to two terms drops the weights past it.
+    from dataclasses import replace
+
+    narrowed = sample_expressions(replace(ARITH, max_terms=2), 1000, rng, term_weights=(1.0, 9.0))
+    assert all(len(e.terms) == 2 for e in narrowed)
+
+
+@pytest.mark.parametrize(
+    "mix, message",
+    [("1", "needs 2 weight"), ("a:b", "weights like"), ("0:0", "not all 0"), ("1:-1", "non-negative")],
+)
+def test_a_bad_term_mix_is_one_line(mix, message):
+    result = subprocess.run(
+        [*TRAIN, "--terms", "2-3", "--term-mix", mix, "--out", "/tmp/never.keras"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+@needs_training
+def test_sampled_checks_feed_the_pool_and_never_count_as_exact(tmp_path):
+    """A sampled check's wrong queries join the pool; only an exhaustive check may end a run."""
+    out = tmp_path / "m.keras"
+    args = ["--terms", "2-3", "--largest", "9", "--ops", "+-", "--term-mix", "1:3", "--epochs", "2"]
+    args += ["--samples", "2000", "--check-every", "1", "--check-sample", "300", "--arch", "8/8", "--no-evaluate"]
+    result = subprocess.run([*TRAIN, *args, "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "sampled check: exact-match" in result.stdout and "sample of 300 drawn uniformly" in result.stdout
+    history = json.loads(out.with_suffix(".json").read_text())["training"]["history"]
+    checked = [h for h in history if "sample_check_wrong" in h]
+    assert checked and all(h["sample_check_total"] == 300 and "full_check_wrong" not in h for h in checked)
+    assert checked[0]["replay_pool"] >= checked[0]["sample_check_wrong"] > 0  # an 8/8 model after an epoch

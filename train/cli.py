@@ -125,6 +125,21 @@ def train(
             "0 checks whenever the probe sample is all right (at most every 4 epochs)."
         ),
     ] = 0,
+    term_mix: Annotated[
+        str,
+        typer.Option(
+            help="Draws per term count, fewest first, as weights like '1:9' (with --terms 2-3: 10% two-term "
+            "queries); default: every count alike, whatever share of the domain it holds."
+        ),
+    ] = "",
+    check_sample: Annotated[
+        int,
+        typer.Option(
+            help="Make the --check-every checks (and the first check of an --init model) look at this many "
+            "queries drawn uniformly over the domain, not all of them; the whole domain is checked "
+            "once a sample finds nothing wrong. 0 checks every query."
+        ),
+    ] = 0,
     init: Annotated[
         Path | None,
         typer.Option(help="Start from this trained .keras model (same domain) instead of fresh weights: fine-tuning."),
@@ -154,7 +169,9 @@ def train(
     crash resumes from the last completed epoch.
     """
     min_terms, max_terms = parse_terms(terms)
+    term_weights = parse_term_mix(term_mix, max_terms - min_terms + 1)
     checks = [
+        (check_sample >= 0, f"--check-sample must be 0 or more queries, got {check_sample}"),
         (epochs >= 1, f"--epochs must be at least 1, got {epochs}"),
         (samples >= 1, f"--samples must be at least 1, got {samples}"),
         (batch_size >= 1, f"--batch-size must be at least 1, got {batch_size}"),
@@ -218,6 +235,8 @@ def train(
         small_operands,
         replay_share,
         check_every,
+        term_weights,
+        check_sample,
     )
     from adder.train.archive import Busy, exclusive
 
@@ -227,6 +246,21 @@ def train(
             run_training(config, arch, out, settings, evaluate, stop_when_exact, init, device_count)
     except (Busy, WriteError) as exc:
         raise fail(str(exc)) from None
+
+
+def parse_term_mix(text: str, counts: int) -> tuple[float, ...]:
+    """'1:9' -> (1.0, 9.0): one non-negative weight per term count of --terms, not all zero."""
+    if not text:
+        return ()
+    try:
+        weights = tuple(float(part) for part in text.split(":"))
+    except ValueError:
+        raise fail(f"--term-mix takes weights like '1:9', got {text!r}") from None
+    if len(weights) != counts:
+        raise fail(f"--term-mix needs {counts} weight(s), one per term count of --terms, got {text!r}")
+    if any(not w >= 0 or w == float("inf") for w in weights) or not sum(weights) > 0:
+        raise fail(f"--term-mix weights must be finite, non-negative and not all 0, got {text!r}")
+    return weights
 
 
 def load_init(path: Path, config):

@@ -93,11 +93,33 @@ def draw_operands(config: ModelConfig, shape: tuple[int, ...], rng: np.random.Ge
     return np.where(use, narrow, operands)
 
 
+def draw_term_counts(config: ModelConfig, count: int, rng: np.random.Generator, weights: tuple[float, ...] = ()):
+    """Term counts, uniform over min..max terms, or in proportion to ``weights`` (one per count
+    from ``config.min_terms``; counts past ``config.max_terms``, as a curriculum narrows it, dropped).
+
+    Uniform counts spend half of arith's epochs on its 40,000 two-term queries and half on
+    its 24,000,000 three-term ones, where every wrong answer was.
+    """
+    counts = np.arange(config.min_terms, config.max_terms + 1)
+    if not weights:
+        return rng.integers(config.min_terms, config.max_terms + 1, size=count)
+    p = np.array(weights[: len(counts)], dtype=np.float64)
+    p = np.pad(p, (0, len(counts) - len(p))) if len(p) < len(counts) else p
+    if p.sum() <= 0:
+        return rng.integers(config.min_terms, config.max_terms + 1, size=count)
+    return counts[rng.choice(len(counts), size=count, p=p / p.sum())]
+
+
 def sample_expressions(
-    config: ModelConfig, count: int, rng: np.random.Generator, small_share: float = 0.0
+    config: ModelConfig,
+    count: int,
+    rng: np.random.Generator,
+    small_share: float = 0.0,
+    term_weights: tuple[float, ...] = (),
 ) -> list[Expression]:
-    """Uniform term count, operators and bracket layout; operands as ``draw_operands`` gives them."""
-    n_terms = rng.integers(config.min_terms, config.max_terms + 1, size=count)
+    """Term count as ``draw_term_counts`` gives it, uniform operators and bracket layout;
+    operands as ``draw_operands`` gives them."""
+    n_terms = draw_term_counts(config, count, rng, term_weights)
     operands = draw_operands(config, (count, config.max_terms), rng, small_share)
     operators = rng.integers(0, len(config.operators), size=(count, config.max_terms - 1))
     layout_draws = rng.random(count)
@@ -121,6 +143,7 @@ def epoch_expressions(
     small_share: float = 0.0,
     replay: list[Expression] | None = None,
     replay_share: float = 0.0,
+    term_weights: tuple[float, ...] = (),
 ) -> list[Expression]:
     """One epoch's queries, a pure function of its arguments so a resumed run sees the same data.
 
@@ -134,7 +157,7 @@ def epoch_expressions(
     # At most REPLAY_COPIES draws per pooled query: 12,500 draws of 17 queries made the loss on
     # fresh queries jump tenfold the epoch after (measured on the 64/64 default).
     replayed = min(int(round(count * replay_share)), REPLAY_COPIES * len(replay)) if replay else 0
-    expressions = sample_expressions(drawn_from, count - replayed, rng, small_share)
+    expressions = sample_expressions(drawn_from, count - replayed, rng, small_share, term_weights)
     if replayed:
         expressions += [replay[i] for i in rng.integers(0, len(replay), size=replayed).tolist()]
         expressions = [expressions[i] for i in rng.permutation(len(expressions)).tolist()]

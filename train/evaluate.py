@@ -69,15 +69,17 @@ def by_blocks(predict: Predictor | BlockPredictor) -> BlockPredictor:
     return lambda shape, terms: predict(expressions_of(shape, terms))
 
 
-def domain_plan(config: ModelConfig, seed: int = 2026, chunk: int = 100_000):
-    """(method, total, blocks): every query when the domain is small enough, else a uniform seeded sample."""
-    if config.domain_size <= EXHAUSTIVE_LIMIT:
+def domain_plan(config: ModelConfig, seed: int = 2026, chunk: int = 100_000, sample: int = 0):
+    """(method, total, blocks): every query when the domain is small enough (and no smaller
+    ``sample`` is asked for), else a uniform seeded sample."""
+    if config.domain_size <= EXHAUSTIVE_LIMIT and not 0 < sample < config.domain_size:
         return "exhaustive", config.domain_size, domain_blocks(config, chunk)
+    size = sample or SAMPLE_SIZE
     rng = np.random.default_rng(seed)
     return (
-        f"sample of {SAMPLE_SIZE:,} drawn uniformly over {config.domain_size:,} queries (seed {seed})",
-        SAMPLE_SIZE,
-        sampled_blocks(config, SAMPLE_SIZE, rng, chunk),
+        f"sample of {size:,} drawn uniformly over {config.domain_size:,} queries (seed {seed})",
+        size,
+        sampled_blocks(config, size, rng, chunk),
     )
 
 
@@ -94,13 +96,24 @@ def groups_of(shape: Shape, config: ModelConfig) -> list[str]:
     return found
 
 
-def evaluate(predict: Predictor | BlockPredictor, config: ModelConfig, progress: Progress | None = None) -> Evaluation:
+def evaluate(
+    predict: Predictor | BlockPredictor,
+    config: ModelConfig,
+    progress: Progress | None = None,
+    sample: int = 0,
+    seed: int = 2026,
+) -> Evaluation:
     """Exact-match over the domain (or its uniform sample), plus every term count small enough
-    to check exhaustively when the whole domain is not."""
+    to check exhaustively when the whole domain is not.
+
+    ``sample`` asks for a uniform sample of that many queries even where the whole
+    domain would fit (a cheap check during training), and then skips the per-term-count
+    exhaustive passes.
+    """
     predict = by_blocks(predict)
-    method, total, blocks = domain_plan(config)
+    method, total, blocks = domain_plan(config, seed=seed, sample=sample)
     result = tally(predict, config, method, total, blocks, progress)
-    if method != "exhaustive":
+    if method != "exhaustive" and not sample:
         for n in range(config.min_terms, config.max_terms + 1):
             part = replace(config, min_terms=n, max_terms=n)
             if part.domain_size <= EXHAUSTIVE_LIMIT:

@@ -40,6 +40,8 @@ class TrainSettings:
     small_operands: float = 0.25  # share of operands drawn with a uniform digit count (data.draw_operands)
     replay_share: float = 0.25  # share of each epoch drawn from the replay pool, once it holds anything
     check_every: int = 0  # epochs between full-domain checks whatever the probe says; 0: only once the probe is exact
+    term_weights: tuple[float, ...] = ()  # draws per term count, from the fewest; () is uniform
+    check_sample: int = 0  # scheduled checks look at this many queries drawn uniformly over the domain; 0: all
 
     def terms_at(self, config: ModelConfig, epoch: int) -> int:
         """Most terms drawn in an epoch: the fewest first, one more every ``curriculum`` epochs.
@@ -120,9 +122,21 @@ def domain_predictor(model: keras.Model, config: ModelConfig):
     return predict, "onnxruntime"
 
 
-def full_check(model: keras.Model, config: ModelConfig) -> Evaluation:
+def answers_right(model: keras.Model, codec: Codec, expressions: list) -> np.ndarray:
+    """Which of these queries the model answers right now (Keras, on their encoded tensors)."""
+    if not expressions:
+        return np.zeros(0, dtype=bool)
+    values, valid = codec.decode_answers(
+        model.predict(codec.encode_expressions(expressions), batch_size=PROBE_BATCH, verbose=0)
+    )
+    return (values == values_of(expressions)) & valid
+
+
+def full_check(model: keras.Model, config: ModelConfig, sample: int = 0, seed: int = 2026) -> Evaluation:
+    """Every query of the domain; or, with ``sample``, that many drawn uniformly over its queries
+    (each check its own ``seed``, so the replay pool sees fresh mistakes)."""
     predict, engine = domain_predictor(model, config)
-    result = evaluate(predict, config)
+    result = evaluate(predict, config, sample=sample, seed=seed)
     result.engine = engine
     return result
 
@@ -220,11 +234,11 @@ def fit(
         start, history, pool = 0, [], ReplayPool()
     if init is not None and not resumed and (stop_when_exact or settings.replay_share):
         # A model to finish: find what it gets wrong before the first epoch, so replay starts at once.
-        result = full_check(model, config)
+        result = full_check(model, config, settings.check_sample, seed=settings.seed)
         pool.reset(result.wrong_queries)
-        log(f"  full check of the starting model: {result.summary()}")
+        log(f"  check of the starting model: {result.summary()}")
         history.append({"epoch": 0, "full_check_wrong": result.wrong, "replay_pool": len(pool)})
-        if stop_when_exact and result.wrong == 0:
+        if stop_when_exact and result.wrong == 0 and result.method == "exhaustive":
             log("stopping: the starting model is already exact on the whole domain")
             return model, history, result
     probe = sample_expressions(config, PROBE_SIZE, np.random.default_rng([settings.seed, PROBE_STREAM]))
@@ -241,6 +255,7 @@ def fit(
             settings.small_operands,
             pool.queries,
             settings.replay_share,
+            settings.term_weights,
         )
         x, y = encode_epoch(config, expressions)
         started = time.perf_counter()
@@ -267,13 +282,22 @@ def fit(
         if (scheduled or probe_due) and epoch + 1 < settings.epochs:
             last_full_check = epoch + 1
             started = time.perf_counter()
-            result = full_check(model, config)
-            pool.reset(result.wrong_queries)
-            entry.update(full_check_wrong=result.wrong, full_check_seconds=round(time.perf_counter() - started, 1))
-            entry["replay_pool"] = len(pool)
-            log(f"  full check: {result.summary()}")
+            result = full_check(model, config, settings.check_sample, seed=settings.seed * 100_003 + epoch + 1)
+            if result.method != "exhaustive":  # a sampled check: the pool keeps what is still wrong, plus its finds
+                still = answers_right(model, codec, pool.queries)
+                pool.reset([q for q, right in zip(pool.queries, still) if not right])
+                pool.add(result.wrong_queries)
+                entry.update(sample_check_wrong=result.wrong, sample_check_total=result.total)
+                log(f"  sampled check: {result.summary()}")
+                if stop_when_exact and result.wrong == 0:  # worth the whole domain's time now
+                    result = full_check(model, config)
+            if result.method == "exhaustive":
+                pool.reset(result.wrong_queries)
+                entry.update(full_check_wrong=result.wrong)
+                log(f"  full check: {result.summary()}")
+            entry.update(full_check_seconds=round(time.perf_counter() - started, 1), replay_pool=len(pool))
         checkpoint.save(model, config, epoch + 1, history, pool)
-        if stop_when_exact and result is not None and result.wrong == 0:
+        if stop_when_exact and result is not None and result.wrong == 0 and result.method == "exhaustive":
             log(f"stopping early: exact on the whole domain after epoch {epoch + 1}")
             return model, history, result
     return model, history, None
