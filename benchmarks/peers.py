@@ -224,6 +224,40 @@ def adder_engine(queries: list[str]) -> Engine:
     return Engine("adder", lambda: adder(QUERY), lambda b: lambda: adder.batch(queries[:b]), "from strings")
 
 
+def bounds(adder: Adder, x: np.ndarray) -> dict:
+    """What a single query through ``adder`` cannot go below, whatever its model graph:
+    onnxruntime's fixed cost per ``run`` (a one-node Identity graph over the same input)
+    and the runtime's own Python per query (parse, encode, decode, no model).
+    """
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    shape = [1, *x.shape[1:]]
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "identity",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+    )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    identity = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    x1 = np.ascontiguousarray(x[:1])
+    output = adder._session.run(None, {adder._input_name: x1})[0][0]
+    codec = adder.codec
+
+    def python_only():
+        codec.encode_one(codec.parse(QUERY))
+        codec.decode_one(output)
+
+    return {
+        "onnxruntime per call (Identity graph)": lambda: identity.run(None, {"x": x1}),
+        "adder's Python per query (no model)": python_only,
+    }
+
+
 def time_call(fn, seconds: float) -> float:
     """Seconds per call: as many calls as fit in about ``seconds`` (at least 3)."""
     fn()
@@ -277,7 +311,11 @@ def main() -> None:
 
     single = {e.name: [] for e in engines}
     qps = {(e.name, b): [] for e in engines for b in BATCHES}
+    floors = bounds(adder, x)
+    floor_times = {name: [] for name in floors}
     for _ in range(args.rounds):  # interleaved: drift in the machine hits every engine alike
+        for name, fn in floors.items():
+            floor_times[name].append(time_call(fn, args.seconds / 2))
         for engine in engines:
             single[engine.name].append(time_call(engine.single, args.seconds / 2))
             for b in BATCHES:
@@ -307,11 +345,17 @@ def main() -> None:
             + " ".join(f"{row[f'qps_b{b}']:>10,.0f}" for b in BATCHES)
             + f"  {row['floor_ratio']:>9.2f}"
         )
+    print("what every single query through adder pays, whatever the model:")
+    bound_rows = {}
+    for name, times in floor_times.items():
+        m = median_range(times)
+        bound_rows[name] = {"us": m[0] * 1e6, "us_range": [m[1] * 1e6, m[2] * 1e6]}
+        print(f"  {name:<42} {m[0] * 1e6:>6.1f} ({m[1] * 1e6:.1f}-{m[2] * 1e6:.1f}) us")
     for key, reason in failed.items():
         print(f"{key}: not measured ({reason})")
     if args.json:
         floor = {"sgemm_gflops": gflops, "macs_per_query": macs, "qps": floor_qps}
-        record = {"rows": rows, "floor": floor, "failed": failed, "rounds": args.rounds}
+        record = {"rows": rows, "floor": floor, "bounds": bound_rows, "failed": failed, "rounds": args.rounds}
         with tempfile.NamedTemporaryFile("w", dir=Path(args.json).resolve().parent, delete=False) as tmp:
             json.dump(record, tmp, indent=2)
         os.replace(tmp.name, args.json)
