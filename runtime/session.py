@@ -208,6 +208,11 @@ class Adder:
         return self._results(queries, chunk_size)
 
     def _results(self, queries: Iterable[str], chunk_size: int) -> Iterator[int | QueryError]:
+        for results, _clean in self._chunk_results(queries, chunk_size):
+            yield from results
+
+    def _chunk_results(self, queries: Iterable[str], chunk_size: int) -> Iterator[tuple[list, bool]]:
+        """Each chunk's results in order, with whether all of them are answers (no QueryError)."""
         if hasattr(queries, "__len__") and self._threads > 1:
             # A known, small input (say 1,024 queries) is cut into one chunk per core, so it
             # runs on every core too, not in one chunk on one; never below SPLIT_ROWS a chunk.
@@ -220,36 +225,42 @@ class Adder:
         second = next(chunks, None) if first is not None and self._threads > 1 else None
         if second is None:  # one chunk (a few queries from the command line), or one thread
             for chunk in chain([first] if first is not None else [], chunks):
-                yield from self._answer_chunk(chunk)
+                yield self._answer_chunk(chunk)
             return
         pool, pending = self._pool(), deque()
         for chunk in chain([first, second], chunks):
             pending.append(pool.submit(self._answer_chunk, chunk))
             if len(pending) > self._threads:
-                yield from pending.popleft().result()
+                yield pending.popleft().result()
         while pending:
-            yield from pending.popleft().result()
+            yield pending.popleft().result()
 
-    def _answer_chunk(self, chunk: list[str]) -> list[int | QueryError]:
+    def _answer_chunk(self, chunk: list[str]) -> tuple[list[int | QueryError], bool]:
         codec = self.codec
         indices, errors = codec.encode_batch(chunk)
         rows = [i for i, error in enumerate(errors) if error is None]
+        if rows and len(rows) == len(chunk):
+            values, valid = codec.decode_answers(self._run(codec.to_model_input(indices)))
+            if valid.all():  # nearly every chunk: no Python work per query
+                return values.tolist(), True
         results: list[int | QueryError | None] = list(errors)
         if rows:
             subset = indices if len(rows) == len(chunk) else indices[rows]
             values, valid = codec.decode_answers(self._run(codec.to_model_input(subset)))
             for row, value, ok in zip(rows, values.tolist(), valid.tolist()):
                 results[row] = value if ok else QueryError(f"the model wrote no valid number for {chunk[row]!r}")
-        return results  # type: ignore[return-value]
+        return results, False  # type: ignore[return-value]
 
     def batch(self, queries: Iterable[str], chunk_size: int = CHUNK_SIZE) -> list[int]:
         """Answer many queries; raises QueryError naming the first bad one (1-based)."""
         _check_batch_arguments(queries, chunk_size)
-        answers = []
-        for number, result in enumerate(self._results(queries, chunk_size), start=1):
-            if isinstance(result, QueryError):
-                raise QueryError(f"query {number}: {result}")
-            answers.append(result)
+        answers: list[int] = []
+        for results, clean in self._chunk_results(queries, chunk_size):
+            if not clean:
+                for number, result in enumerate(results, start=len(answers) + 1):
+                    if isinstance(result, QueryError):
+                        raise QueryError(f"query {number}: {result}")
+            answers += results
         return answers
 
     def predict_tensor(self, x: np.ndarray) -> np.ndarray:
