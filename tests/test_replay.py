@@ -138,3 +138,39 @@ def test_sampled_checks_feed_the_pool_and_never_count_as_exact(tmp_path):
     checked = [h for h in history if "sample_check_wrong" in h]
     assert checked and all(h["sample_check_total"] == 300 and "full_check_wrong" not in h for h in checked)
     assert checked[0]["replay_pool"] >= checked[0]["sample_check_wrong"] > 0  # an 8/8 model after an epoch
+
+
+@needs_training
+@pytest.mark.parametrize("pooled_still_wrong, exhaustive", [(0, True), (1, False)])
+def test_a_clean_sample_calls_for_the_whole_domain_only_once_the_pool_is_right(
+    tmp_path, monkeypatch, pooled_still_wrong, exhaustive
+):
+    """A sample with nothing wrong leads to an exhaustive check, unless a query the pool
+    holds (say, from the last exhaustive check) is still answered wrong."""
+    import adder.train.fit as fit_module
+    from adder.train.evaluate import Evaluation
+    from adder.train.model import Architecture
+
+    calls = []
+
+    def scripted_check(model, config, sample=0, seed=2026):
+        calls.append(sample)
+        return Evaluation("exhaustive" if not sample else f"sample of {sample:,}", total=sample or 100)
+
+    def scripted_right(model, codec, expressions):
+        right = np.ones(len(expressions), dtype=bool)
+        right[:pooled_still_wrong] = False
+        return right
+
+    monkeypatch.setattr(fit_module, "full_check", scripted_check)
+    monkeypatch.setattr(fit_module, "answers_right", scripted_right)
+    config = ModelConfig(max_operand=9)
+    settings = fit_module.TrainSettings(epochs=3, samples=200, check_every=1, check_sample=50, replay_share=0.25)
+    model, history, result = fit_module.fit(
+        config, Architecture((4,), (4,)), settings, tmp_path / "m.keras", log=lambda _: None, stop_when_exact=True
+    )
+    assert calls[:2] == ([50, 0] if exhaustive else [50, 50])
+    if exhaustive:  # the exhaustive check found nothing wrong: the run ends after epoch 1
+        assert result.method == "exhaustive" and len([h for h in history if "loss" in h]) == 1
+    else:
+        assert result is None and all("full_check_wrong" not in h for h in history)
