@@ -135,9 +135,9 @@ def train(
     check_sample: Annotated[
         int,
         typer.Option(
-            help="Make the --check-every checks (and the first check of an --init model) look at this many "
-            "queries drawn uniformly over the domain, not all of them; the whole domain is checked "
-            "once a sample finds nothing wrong. 0 checks every query."
+            help="Make the --check-every checks look at this many queries drawn uniformly over the domain, "
+            "not all of them; the whole domain is checked once a sample and every pooled query are right. "
+            "0 checks every query. (The first check of an --init model always checks every query.)"
         ),
     ] = 0,
     init: Annotated[

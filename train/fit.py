@@ -233,12 +233,13 @@ def fit(
         model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss="sparse_categorical_crossentropy")
         start, history, pool = 0, [], ReplayPool()
     if init is not None and not resumed and (stop_when_exact or settings.replay_share):
-        # A model to finish: find what it gets wrong before the first epoch, so replay starts at once.
-        result = full_check(model, config, settings.check_sample, seed=settings.seed)
+        # A model to finish: find everything it gets wrong before the first epoch, so replay starts
+        # at once on exactly those queries (a sample would leave most of a near-exact model's few out).
+        result = full_check(model, config)
         pool.reset(result.wrong_queries)
         log(f"  check of the starting model: {result.summary()}")
         history.append({"epoch": 0, "full_check_wrong": result.wrong, "replay_pool": len(pool)})
-        if stop_when_exact and result.wrong == 0 and result.method == "exhaustive":
+        if stop_when_exact and result.wrong == 0:
             log("stopping: the starting model is already exact on the whole domain")
             return model, history, result
     probe = sample_expressions(config, PROBE_SIZE, np.random.default_rng([settings.seed, PROBE_STREAM]))
