@@ -42,6 +42,7 @@ from adder.session import MODELS_DIR  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 KERAS_MODEL = REPO / "train" / "models" / "default.keras"
 BATCHES = (1, 64, 1024, 8192)
+TARGET_STRINGS = 200_000  # issue 17's measure: Adder.batch over this many strings, whole and in calls of 1,024
 QUERY = "3+10"
 
 
@@ -313,9 +314,18 @@ def main() -> None:
     qps = {(e.name, b): [] for e in engines for b in BATCHES}
     floors = bounds(adder, x)
     floor_times = {name: [] for name in floors}
+    strings = [f"{a}+{b}" for a, b in rng.integers(0, 1000, size=(TARGET_STRINGS, 2)).tolist()]
+    calls = [strings[i : i + 1024] for i in range(0, TARGET_STRINGS, 1024)]
+    targets = {
+        f"Adder.batch, {TARGET_STRINGS:,} strings in one call": lambda: adder.batch(strings),
+        f"Adder.batch, {TARGET_STRINGS:,} strings in calls of 1,024": lambda: [adder.batch(c) for c in calls],
+    }
+    target_qps = {name: [] for name in targets}
     for _ in range(args.rounds):  # interleaved: drift in the machine hits every engine alike
         for name, fn in floors.items():
             floor_times[name].append(time_call(fn, args.seconds / 2))
+        for name, fn in targets.items():
+            target_qps[name].append(TARGET_STRINGS / time_call(fn, args.seconds))
         for engine in engines:
             single[engine.name].append(time_call(engine.single, args.seconds / 2))
             for b in BATCHES:
@@ -345,6 +355,12 @@ def main() -> None:
             + " ".join(f"{row[f'qps_b{b}']:>10,.0f}" for b in BATCHES)
             + f"  {row['floor_ratio']:>9.2f}"
         )
+    print("issue 17's measure of adder against the floor:")
+    target_rows = {}
+    for name, values in target_qps.items():
+        m = median_range(values)
+        target_rows[name] = {"qps": m[0], "qps_range": [m[1], m[2]], "floor_ratio": m[0] / floor_qps}
+        print(f"  {name:<52} {m[0]:>10,.0f} q/s ({m[1]:,.0f}-{m[2]:,.0f})  {m[0] / floor_qps:.2f} of the floor")
     print("what every single query through adder pays, whatever the model:")
     bound_rows = {}
     for name, times in floor_times.items():
@@ -355,7 +371,8 @@ def main() -> None:
         print(f"{key}: not measured ({reason})")
     if args.json:
         floor = {"sgemm_gflops": gflops, "macs_per_query": macs, "qps": floor_qps}
-        record = {"rows": rows, "floor": floor, "bounds": bound_rows, "failed": failed, "rounds": args.rounds}
+        record = {"rows": rows, "floor": floor, "bounds": bound_rows, "targets": target_rows}
+        record |= {"failed": failed, "rounds": args.rounds}
         with tempfile.NamedTemporaryFile("w", dir=Path(args.json).resolve().parent, delete=False) as tmp:
             json.dump(record, tmp, indent=2)
         os.replace(tmp.name, args.json)
