@@ -1,8 +1,8 @@
 """Training curves as a picture: what `adder-train` writes beside model.json, and `adder-plot` redraws.
 
 One figure, two panels over epochs: loss (log scale) above; below, the probe's
-exact-match and, on a second axis, the replay pool's size, with every full-domain
-check marked by how many queries it found wrong. Drawn only from the record, so any
+exact-match and, on a second axis, the replay pool's size and each sampled check's
+wrong count, with every full-domain check marked by how many queries it found wrong. Drawn only from the record, so any
 model.json (or a .keras / .onnx file's embedded record) can be redrawn later.
 """
 
@@ -53,7 +53,17 @@ def draw_curves(record: dict, target: Path, title: str = "") -> None:
     if pool:
         right = bottom.twinx()
         right.step([e for e, _ in pool], [n for _, n in pool], where="post", color="tab:orange", label="replay pool")
-        right.set_ylabel("replay pool (queries)")
+        sampled = [h for h in history if "sample_check_wrong" in h]
+        if sampled:  # each sampled check's wrong count, on the same query-count axis as the pool
+            right.plot(
+                [h["epoch"] for h in sampled],
+                [h["sample_check_wrong"] for h in sampled],
+                "o",
+                markersize=3,
+                color="tab:purple",
+                label=f"wrong in a {sampled[-1]['sample_check_total']:,}-query sample",
+            )
+        right.set_ylabel("queries (pool, sample's wrong)" if sampled else "replay pool (queries)")
         right.set_yscale("symlog")
     bottom.set_ylim(0, 101)
     handles = bottom.get_legend_handles_labels()
