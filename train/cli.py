@@ -135,8 +135,9 @@ def train(
     check_sample: Annotated[
         int,
         typer.Option(
-            help="Make the --check-every checks look at this many queries drawn uniformly over the domain, "
-            "not all of them; the whole domain is checked once a sample and every pooled query are right. "
+            help="Make the checks during training (every --check-every epochs, or when the probe is all right) "
+            "look at this many queries drawn uniformly over the domain, not all of them; the whole domain is "
+            "checked once a sample and every pooled query are right. "
             "0 checks every query. (The first check of an --init model always checks every query.)"
         ),
     ] = 0,
