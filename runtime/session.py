@@ -108,8 +108,11 @@ def _open_session(path: Path, threads: int, single: bool = False, optimize: bool
     if not optimize:  # opened only to read its metadata and signature: half the opening time
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if single:
-        # A fixed batch of 1 lets onnxruntime fold the graph's shape arithmetic away.
+        # A fixed batch of 1 lets onnxruntime fold the graph's shape arithmetic away; its few
+        # small buffers come faster from malloc than from the arena (16.7 -> 15.6 us a run on the
+        # 16/16 default's one-query graph, 5 interleaved rounds).
         options.add_free_dimension_override_by_name(BATCH_DIM, 1)
+        options.enable_cpu_mem_arena = False
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises several unrelated types for unreadable files
@@ -284,7 +287,7 @@ class Adder:
         graph with its batch pinned to 1. None when absent or unusable."""
         path = single_graph_path(self.path)
         try:
-            session = _open_session(path, 1)
+            session = _open_session(path, 1, single=True)
             if _read_config(session, path).to_json() != self.config.to_json():
                 return None
             _check_signature(session, self.config, path)
@@ -303,7 +306,7 @@ class Adder:
         self._lock = threading.Lock()
         self._executor = None
         self._batch_session = None
-        self._session = _open_session(self.single_path, 1, single=self.single_path == self.path)
+        self._session = _open_session(self.single_path, 1, single=True)
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._lock:
