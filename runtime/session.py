@@ -242,14 +242,12 @@ class Adder:
         codec = self.codec
         indices, errors = codec.encode_batch(chunk)
         rows = [i for i, error in enumerate(errors) if error is None]
-        if rows and len(rows) == len(chunk):
-            values, valid = codec.decode_answers(self._run(codec.to_model_input(indices)))
-            if valid.all():  # nearly every chunk: no Python work per query
-                return values.tolist(), True
         results: list[int | QueryError | None] = list(errors)
         if rows:
             subset = indices if len(rows) == len(chunk) else indices[rows]
             values, valid = codec.decode_answers(self._run(codec.to_model_input(subset)))
+            if len(rows) == len(chunk) and valid.all():  # nearly every chunk: no Python work per query
+                return values.tolist(), True
             for row, value, ok in zip(rows, values.tolist(), valid.tolist()):
                 results[row] = value if ok else QueryError(f"the model wrote no valid number for {chunk[row]!r}")
         return results, False  # type: ignore[return-value]
