@@ -18,37 +18,19 @@ import subprocess
 import sys
 import threading
 import time
-from itertools import product
 
 import numpy as np
 
 from adder import Adder
-from adder.grammar import bracket_layouts, shape_text, shape_values
-
-BLOCK = 100_000
-
-
-def shapes(config):
-    for n in range(config.min_terms, config.max_terms + 1):
-        for ops in product(config.operators, repeat=n - 1):
-            for brackets in bracket_layouts(n) if config.brackets else ((),):
-                yield n, ops, brackets
+from adder.grammar import shape_text, shape_values
+from adder.train.data import domain_blocks  # numpy only: installed with the runtime, no extra needed
 
 
 def blocks(config):
-    """(query lines, true values) blocks covering every query of the domain once."""
-    span = config.max_operand - config.min_operand + 1
-    for shape in shapes(config):
-        size = span ** shape[0]
+    """(query lines, true values) blocks covering every query of the domain once, in adder-eval's order."""
+    for shape, terms in domain_blocks(config):
         template = shape_text(shape)
-        for start in range(0, size, BLOCK):
-            index = np.arange(start, min(size, start + BLOCK), dtype=np.int64)
-            terms = np.empty((len(index), shape[0]), dtype=np.int64)
-            for column in range(shape[0] - 1, -1, -1):
-                index, digit = np.divmod(index, span)
-                terms[:, column] = digit + config.min_operand
-            lines = "".join(template.format(*row) + "\n" for row in terms.tolist())
-            yield lines, shape_values(shape, terms)
+        yield "".join(template.format(*row) + "\n" for row in terms.tolist()), shape_values(shape, terms)
 
 
 def main() -> None:

@@ -177,11 +177,11 @@ class Adder:
         model_session = _open_session(self.path, 1, single=True, optimize=not has_single)
         self.config = _read_config(model_session, self.path)
         _check_signature(model_session, self.config, self.path)
-        self.single_path = self.path  # the graph single queries run on
-        single_session = self._open_single_session() if has_single else None
+        single_session = self._open_helper(helper, single=True)  # about a third faster per query
+        self.single_path = helper if single_session is not None else self.path  # the graph single queries run on
         if single_session is None and has_single:  # unusable helper: the model's own graph, optimised
             model_session = _open_session(self.path, 1, single=True)
-        self._session = single_session or model_session
+        self._session = model_session if single_session is None else single_session
         _LIVE.add(self)  # so a forked child rebuilds what threads it relies on (_after_fork)
         self.codec = Codec(self.config)
         self._input_name = self._session.get_inputs()[0].name
@@ -279,19 +279,19 @@ class Adder:
             return np.zeros((0, self.config.output_length, len(self.config.alphabet)), dtype=np.float32)
         return np.concatenate([self._session.run(None, {self._input_name: row})[0] for row in x[:, np.newaxis]])
 
-    def _open_single_session(self) -> ort.InferenceSession | None:
-        """The one-query graph saved beside the model, when it is the same model (same embedded
-        config, training record included): about a third faster per query than the model's own
-        graph with its batch pinned to 1. None when absent or unusable."""
-        path = single_graph_path(self.path)
+    def _open_helper(self, path: Path, single: bool) -> ort.InferenceSession | None:
+        """A graph adder-export saved beside the model (its one-query or batch graph), when it is
+        the same model: same embedded config, training record included, and the signature that
+        config implies. None when absent or unusable: the model's own graph answers the same."""
+        if path == self.path or not path.is_file():
+            return None
         try:
-            session = _open_session(path, 1, single=True)
+            session = _open_session(path, 1, single=single)
             if _read_config(session, path).to_json() != self.config.to_json():
                 return None
             _check_signature(session, self.config, path)
         except ModelError:
             return None
-        self.single_path = path
         return session
 
     def _after_fork(self) -> None:
@@ -321,17 +321,11 @@ class Adder:
             return self._batch_session
 
     def _open_batch_session(self) -> ort.InferenceSession:
-        """The batch graph saved beside the model when it is the same model (same embedded
-        config, training record included); otherwise the model's own graph. The batch
-        dimension is left free."""
-        batch_path = batch_graph_path(self.path)
-        if batch_path != self.path and batch_path.is_file():
-            try:
-                session = _open_session(batch_path, 1)
-                if _read_config(session, batch_path).to_json() == self.config.to_json():
-                    self.batch_path = batch_path
-                    return session
-            except ModelError:
-                pass  # unusable: the model's own graph answers the same, a little slower
-        self.batch_path = self.path
-        return _open_session(self.path, 1)
+        """The batch graph saved beside the model (see _open_helper), else the model's own graph;
+        the batch dimension is left free."""
+        session = self._open_helper(batch_graph_path(self.path), single=False)
+        if session is None:
+            self.batch_path = self.path
+            return _open_session(self.path, 1)
+        self.batch_path = batch_graph_path(self.path)
+        return session

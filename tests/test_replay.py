@@ -157,8 +157,8 @@ def test_a_clean_sample_calls_for_the_whole_domain_only_once_the_pool_is_right(
         calls.append(sample)
         return Evaluation("exhaustive" if not sample else f"sample of {sample:,}", total=sample or 100)
 
-    def scripted_right(model, codec, expressions):
-        right = np.ones(len(expressions), dtype=bool)
+    def scripted_right(model, codec, x, truth):  # the probe and the pool's recheck alike
+        right = np.ones(len(x), dtype=bool)
         right[:pooled_still_wrong] = False
         return right
 

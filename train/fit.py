@@ -122,14 +122,12 @@ def domain_predictor(model: keras.Model, config: ModelConfig):
     return predict, "onnxruntime"
 
 
-def answers_right(model: keras.Model, codec: Codec, expressions: list) -> np.ndarray:
-    """Which of these queries the model answers right now (Keras, on their encoded tensors)."""
-    if not expressions:
+def answers_right(model: keras.Model, codec: Codec, x: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Which of these encoded queries the model answers right now, through Keras."""
+    if not len(x):
         return np.zeros(0, dtype=bool)
-    values, valid = codec.decode_answers(
-        model.predict(codec.encode_expressions(expressions), batch_size=PROBE_BATCH, verbose=0)
-    )
-    return (values == values_of(expressions)) & valid
+    values, valid = codec.decode_answers(model.predict(x, batch_size=PROBE_BATCH, verbose=0))
+    return (values == truth) & valid
 
 
 def full_check(model: keras.Model, config: ModelConfig, sample: int = 0, seed: int = 2026) -> Evaluation:
@@ -262,8 +260,7 @@ def fit(
         started = time.perf_counter()
         loss = train_epoch(model, x, y, settings.batch_size)
         seconds = time.perf_counter() - started
-        values, valid = codec.decode_answers(model.predict(probe_x, batch_size=PROBE_BATCH, verbose=0))
-        probe_right = (values == probe_truth) & valid
+        probe_right = answers_right(model, codec, probe_x, probe_truth)
         probe_em = float(probe_right.mean())
         pool.add([probe[i] for i in np.flatnonzero(~probe_right).tolist()])
         entry = {"epoch": epoch + 1, "loss": loss, "probe_exact_match": probe_em, "replay_pool": len(pool)}
@@ -285,8 +282,9 @@ def fit(
             started = time.perf_counter()
             result = full_check(model, config, settings.check_sample, seed=settings.seed * 100_003 + epoch + 1)
             if result.method != "exhaustive":  # a sampled check: the pool keeps what is still wrong, plus its finds
-                still = answers_right(model, codec, pool.queries)
-                pool.reset([q for q, right in zip(pool.queries, still) if not right])
+                pooled = pool.queries
+                still = answers_right(model, codec, codec.encode_expressions(pooled), values_of(pooled))
+                pool.reset([q for q, right in zip(pooled, still) if not right])
                 known_wrong = len(pool)
                 pool.add(result.wrong_queries)
                 entry.update(sample_check_wrong=result.wrong, sample_check_total=result.total)
