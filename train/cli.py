@@ -18,6 +18,7 @@ import typer
 
 from adder.config import ConfigError, ModelConfig
 from adder.train.device import BACKENDS
+from adder.train.recipes import DEFAULT_RECIPE, RECIPES, recipe_named
 
 EXTRA_HINT = (
     "error: training needs the train extra; install it with: pip install '.[train]' "
@@ -40,7 +41,9 @@ def require_training_stack(backend: str = "auto") -> str:
     Returns the backend chosen. TensorFlow is needed only when it is the backend.
     """
     from adder.train.device import BACKEND_EXTRA, choose_backend, missing_for
+    from adder.train.quiet import quiet_native_logs
 
+    quiet_native_logs()  # before anything loads TensorFlow's native side
     chosen = choose_backend(backend)
     missing = missing_for(chosen)
     if missing:
@@ -55,7 +58,6 @@ def require_training_stack(backend: str = "auto") -> str:
             )
         raise typer.Exit(1)
     os.environ["KERAS_BACKEND"] = chosen
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return chosen
 
 
@@ -68,79 +70,97 @@ def parse_terms(text: str) -> tuple[int, int]:
         raise fail(f"--terms takes a number or a range like 2-4, got {text!r}") from None
 
 
+def option(help: str, *names: str, **kwargs):
+    """A training option whose default is the recipe's (None here means: not given)."""
+    return typer.Option(*names, help=help, show_default=False, **kwargs)
+
+
 @train_app.command()
 def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the trained model (.keras).")] = Path(
         "model.keras"
     ),
-    terms: Annotated[str, typer.Option(help="Number of terms per query: N, or a range MIN-MAX.")] = "2",
-    smallest: Annotated[int, typer.Option(help="Smallest operand in the domain.")] = 0,
-    largest: Annotated[int, typer.Option(help="Largest operand in the domain.")] = 999,
-    ops: Annotated[str, typer.Option(help="Operators to learn, any of + - * (e.g. '+-').")] = "+",
-    brackets: Annotated[bool, typer.Option(help="Also learn round brackets around any sub-expression.")] = False,
-    arch: Annotated[
+    recipe: Annotated[
         str,
         typer.Option(
-            help="Layer sizes: 'seed' (the tutorial's 100/50 LSTMs), 'wide' (128/128), or ENCODER/DECODER "
+            help=f"A named recipe: the domain, layers and every setting of a shipped model ({', '.join(RECIPES)}). "
+            "Every option below overrides it; unset, it takes the recipe's value."
+        ),
+    ] = DEFAULT_RECIPE,
+    terms: Annotated[str | None, option("Number of terms per query: N, or a range MIN-MAX.")] = None,
+    smallest: Annotated[int | None, option("Smallest operand in the domain.")] = None,
+    largest: Annotated[int | None, option("Largest operand in the domain.")] = None,
+    ops: Annotated[str | None, option("Operators to learn, any of + - * (e.g. '+-').")] = None,
+    brackets: Annotated[bool | None, option("Also learn round brackets around any sub-expression.")] = None,
+    arch: Annotated[
+        str | None,
+        option(
+            "Layer sizes: 'seed' (the tutorial's 100/50 LSTMs), 'wide' (128/128), or ENCODER/DECODER "
             "LSTM units such as 64/64 (comma-separated for stacked layers: 64,64/64)."
         ),
-    ] = "wide",
-    epochs: Annotated[int, typer.Option(help="Passes, each over freshly drawn samples.")] = 40,
-    samples: Annotated[int, typer.Option(help="Random queries drawn per epoch.")] = 50_000,
-    batch_size: Annotated[int, typer.Option(help="Queries per gradient step.")] = 128,
-    learning_rate: Annotated[
-        float, typer.Option(help="Adam's learning rate (the peak, with --schedule cosine).")
-    ] = 1e-3,
-    schedule: Annotated[str, typer.Option(help="Learning-rate schedule: 'constant' or 'cosine'.")] = "cosine",
-    reverse: Annotated[bool, typer.Option(help="Feed the query to the encoder reversed.")] = True,
+    ] = None,
+    epochs: Annotated[int | None, option("Length of the first learning-rate cycle, in epochs.")] = None,
+    samples: Annotated[int | None, option("Random queries drawn per epoch.")] = None,
+    batch_size: Annotated[int | None, option("Queries per gradient step.")] = None,
+    learning_rate: Annotated[float | None, option("Adam's learning rate (the first cycle's peak).")] = None,
+    schedule: Annotated[str | None, option("Learning rate within a cycle: 'cosine' (decays to 0) or 'constant'.")] = None,
+    reverse: Annotated[bool | None, option("Feed the query to the encoder reversed.")] = None,
     reverse_output: Annotated[
-        bool, typer.Option(help="Have the decoder write the answer's last digit first, as carries flow.")
-    ] = True,
-    encoding: Annotated[str, typer.Option(help="'onehot' vectors, or 'index' with an Embedding layer.")] = "onehot",
-    seed: Annotated[int, typer.Option(help="Seed for weights and data; same seed, same machine, same model.")] = 0,
+        bool | None, option("Have the decoder write the answer's last digit first, as carries flow.")
+    ] = None,
+    encoding: Annotated[str | None, option("'onehot' vectors, or 'index' with an Embedding layer.")] = None,
+    seed: Annotated[int | None, option("Seed for weights and data; same seed, same machine, same model.")] = None,
     curriculum: Annotated[
-        int,
-        typer.Option(
-            help="With a range of --terms: epochs spent on each term count before the next is added "
+        int | None,
+        option(
+            "With a range of --terms: epochs spent on each term count before the next is added "
             "(the fewest terms first); 0 draws the whole grammar from the start."
         ),
-    ] = 0,
+    ] = None,
     small_operands: Annotated[
-        float,
-        typer.Option(
-            help="Share of operands drawn with a uniform digit count (so 7 is as likely as 70..99), "
+        float | None,
+        option(
+            "Share of operands drawn with a uniform digit count (so 7 is as likely as 70..99), "
             "which uniform draws starve."
         ),
-    ] = 0.25,
+    ] = None,
     replay_share: Annotated[
-        float,
-        typer.Option(
-            help="Share of each epoch replayed from the queries evaluations found wrong (0 turns replay off)."
-        ),
-    ] = 0.25,
+        float | None,
+        option("Share of each epoch replayed from the queries checks found wrong (0 turns replay off)."),
+    ] = None,
     check_every: Annotated[
-        int,
-        typer.Option(
-            help="Check every query of the domain every N epochs (refilling the replay pool); "
-            "0 checks whenever the probe sample is all right (at most every 4 epochs)."
+        int | None,
+        option(
+            "Check the domain every N epochs (refilling the replay pool); 0 checks whenever the probe "
+            "(10,000 queries drawn uniformly over the domain) is all right. Every cycle also ends with a check."
         ),
-    ] = 0,
+    ] = None,
     term_mix: Annotated[
-        str,
-        typer.Option(
-            help="Draws per term count, fewest first, as weights like '1:9' (with --terms 2-3: 10% two-term "
-            "queries); default: every count alike, whatever share of the domain it holds."
+        str | None,
+        option(
+            "Draws per term count, fewest first, as weights like '1:9' (with --terms 2-3: 10% two-term "
+            "queries); '' draws every count alike, whatever share of the domain it holds."
         ),
-    ] = "",
+    ] = None,
     check_sample: Annotated[
-        int,
-        typer.Option(
-            help="Make the checks during training (every --check-every epochs, or when the probe is all right) "
-            "look at this many queries drawn uniformly over the domain, not all of them; the whole domain is "
-            "checked once a sample and every pooled query are right. "
-            "0 checks every query. (The first check of an --init model always checks every query.)"
+        int | None,
+        option(
+            "Make the checks look at this many queries drawn uniformly over the domain, not all of them; "
+            "the whole domain is checked once a sample and every pooled query are right, and only that "
+            "can end a run as exact. 0 checks every query."
         ),
-    ] = 0,
+    ] = None,
+    max_epochs: Annotated[
+        int | None,
+        option(
+            "Budget: epochs in all, over every cycle. A run that is not exact when it is spent exits 1, "
+            "keeping its checkpoint: rerun with a larger budget to go on."
+        ),
+    ] = None,
+    max_minutes: Annotated[
+        float | None,
+        option("Budget: minutes of training and checks (over resumes too); 0 sets no limit."),
+    ] = None,
     init: Annotated[
         Path | None,
         typer.Option(help="Start from this trained .keras model (same domain) instead of fresh weights: fine-tuning."),
@@ -161,33 +181,62 @@ def train(
     ] = "1",
     evaluate: Annotated[bool, typer.Option(help="Measure exact-match over the domain when training ends.")] = True,
     stop_when_exact: Annotated[
-        bool, typer.Option(help="End early once every query of the domain is answered right.")
+        bool,
+        typer.Option(
+            help="Drive the run to an exact model: stop once every query is right; a cycle that ends "
+            "with wrong answers is followed by another, until the budget is spent. Off: one cycle."
+        ),
     ] = True,
 ) -> None:
-    """Train the seq2seq adder and save it (with its config inside) to --out.
+    """Train the seq2seq adder and save it (with its config and record inside) to --out.
 
-    Checkpoints after every epoch beside --out; rerunning the same command after a
-    crash resumes from the last completed epoch.
+    With no options, trains the shipped default's recipe. Checkpoints after every
+    epoch beside --out; rerunning the same command after a crash resumes from the last
+    completed epoch. Exits 0 exact, 1 when the budget is spent with wrong answers left.
     """
-    min_terms, max_terms = parse_terms(terms)
-    term_weights = parse_term_mix(term_mix, max_terms - min_terms + 1)
+    try:
+        base = recipe_named(recipe)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    given = {
+        "terms": terms, "smallest": smallest, "largest": largest, "ops": ops, "brackets": brackets,
+        "reverse": reverse, "reverse_output": reverse_output, "encoding": encoding, "arch": arch,
+        "epochs": epochs, "samples": samples, "batch_size": batch_size, "learning_rate": learning_rate,
+        "schedule": schedule, "curriculum": curriculum, "small_operands": small_operands,
+        "replay_share": replay_share, "check_every": check_every, "term_mix": term_mix,
+        "check_sample": check_sample, "max_epochs": max_epochs, "max_minutes": max_minutes, "seed": seed,
+    }  # fmt: skip
+    plan = base.with_overrides(**given)
+    min_terms, max_terms = parse_terms(plan.terms)
+    term_weights = parse_term_mix(plan.term_mix, max_terms - min_terms + 1)
     checks = [
-        (check_sample >= 0, f"--check-sample must be 0 or more queries, got {check_sample}"),
-        (epochs >= 1, f"--epochs must be at least 1, got {epochs}"),
-        (samples >= 1, f"--samples must be at least 1, got {samples}"),
-        (batch_size >= 1, f"--batch-size must be at least 1, got {batch_size}"),
-        (seed >= 0, f"--seed must be a non-negative integer, got {seed}"),
-        (curriculum >= 0, f"--curriculum must be 0 or more epochs, got {curriculum}"),
-        (0 <= small_operands <= 1, f"--small-operands must be between 0 and 1, got {small_operands}"),
-        (0 <= replay_share < 1, f"--replay-share must be at least 0 and below 1, got {replay_share}"),
-        (check_every >= 0, f"--check-every must be 0 or more epochs, got {check_every}"),
+        (plan.check_sample >= 0, f"--check-sample must be 0 or more queries, got {plan.check_sample}"),
+        (plan.epochs >= 1, f"--epochs must be at least 1, got {plan.epochs}"),
+        (plan.samples >= 1, f"--samples must be at least 1, got {plan.samples}"),
+        (plan.batch_size >= 1, f"--batch-size must be at least 1, got {plan.batch_size}"),
+        (0 <= plan.seed < 2**32, f"--seed must be an integer from 0 to {2**32 - 1}, got {plan.seed}"),
+        (plan.curriculum >= 0, f"--curriculum must be 0 or more epochs, got {plan.curriculum}"),
+        (0 <= plan.small_operands <= 1, f"--small-operands must be between 0 and 1, got {plan.small_operands}"),
+        (0 <= plan.replay_share < 1, f"--replay-share must be at least 0 and below 1, got {plan.replay_share}"),
+        (plan.check_every >= 0, f"--check-every must be 0 or more epochs, got {plan.check_every}"),
+        (plan.max_epochs >= 0, f"--max-epochs must be 0 or more, got {plan.max_epochs}"),
+        (
+            0 <= plan.max_minutes < float("inf"),
+            f"--max-minutes must be a finite number of minutes, 0 or more, got {plan.max_minutes}",
+        ),
         (backend in BACKENDS, f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}"),
         (
             devices == "all" or (devices.isdigit() and int(devices) >= 1),
             f"--devices takes a number or 'all', got {devices!r}",
         ),
-        (learning_rate > 0, f"--learning-rate must be positive, got {learning_rate}"),
-        (schedule in ("constant", "cosine"), f"--schedule must be 'constant' or 'cosine', got {schedule!r}"),
+        (
+            0 < plan.learning_rate < float("inf"),
+            f"--learning-rate must be a positive finite number, got {plan.learning_rate}",
+        ),
+        (
+            plan.schedule in ("constant", "cosine"),
+            f"--schedule must be 'constant' or 'cosine', got {plan.schedule!r}",
+        ),
         (out.suffix == ".keras", f"--out must end in .keras, got {out}"),
         (out.parent.is_dir(), f"--out folder {out.parent} does not exist"),
         (not out.is_dir(), f"--out {out} is a folder; give a file name ending in .keras"),
@@ -199,13 +248,13 @@ def train(
         config = ModelConfig(
             min_terms=min_terms,
             max_terms=max_terms,
-            min_operand=smallest,
-            max_operand=largest,
-            operators=ops,
-            brackets=brackets,
-            reverse_input=reverse,
-            reverse_output=reverse_output,
-            encoding=encoding,
+            min_operand=plan.smallest,
+            max_operand=plan.largest,
+            operators=plan.ops,
+            brackets=plan.brackets,
+            reverse_input=plan.reverse,
+            reverse_output=plan.reverse_output,
+            encoding=plan.encoding,
         )
     except ConfigError as exc:
         raise fail(str(exc)) from None
@@ -217,36 +266,61 @@ def train(
         check_writable(out.parent)  # now, not after the first epoch
     except WriteError as exc:
         raise fail(f"--out: {exc}") from None
-    require_training_stack(backend)
-    from adder.train.fit import TrainSettings
-    from adder.train.model import parse_arch
+    from adder.train.recipes import parse_arch
 
     try:
-        parse_arch(arch)
+        parse_arch(plan.arch)
     except ValueError as exc:
         raise fail(str(exc)) from None
+    require_training_stack(backend)
+    from adder.train.fit import TrainSettings
+
     settings = TrainSettings(
-        epochs,
-        samples,
-        batch_size,
-        learning_rate,
-        schedule,
-        seed,
-        curriculum,
-        small_operands,
-        replay_share,
-        check_every,
-        term_weights,
-        check_sample,
+        epochs=plan.epochs,
+        samples=plan.samples,
+        batch_size=plan.batch_size,
+        learning_rate=plan.learning_rate,
+        schedule=plan.schedule,
+        seed=plan.seed,
+        curriculum=plan.curriculum,
+        small_operands=plan.small_operands,
+        replay_share=plan.replay_share,
+        check_every=plan.check_every,
+        term_weights=term_weights,
+        check_sample=plan.check_sample,
+        max_epochs=plan.max_epochs,
+        max_minutes=plan.max_minutes,
     )
+    command = rebuild_command(recipe, given, out, init)
     from adder.train.archive import Busy, exclusive
 
     try:
         with exclusive(out, "adder-train"):
             device_count = None if devices == "all" else int(devices)
-            run_training(config, arch, out, settings, evaluate, stop_when_exact, init, device_count)
+            exact = run_training(
+                config, plan.arch, out, settings, evaluate, stop_when_exact, init, device_count,
+                recipe={"name": recipe, **plan.to_dict()}, command=command,
+            )  # fmt: skip
     except (Busy, WriteError) as exc:
         raise fail(str(exc)) from None
+    if not exact:
+        raise typer.Exit(1)
+
+
+def rebuild_command(recipe: str, given: dict, out: Path, init: Path | None) -> str:
+    """The one command that rebuilds this model: the recipe, what overrode it, and --out."""
+    words = ["adder-train", "--recipe", recipe]
+    for name, value in given.items():
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            words.append(flag if value else "--no-" + flag[2:])
+        else:
+            words += [flag, str(value)]
+    if init is not None:
+        words += ["--init", str(init)]
+    return shlex.join([*words, "--out", str(out)])
 
 
 def parse_term_mix(text: str, counts: int) -> tuple[float, ...]:
@@ -295,7 +369,11 @@ def layers_of(model) -> dict:
     return {"encoder": units[:1], "decoder": units[1:], "embedding": 0}
 
 
-def run_training(config, arch_name, out, settings, evaluate, stop_when_exact, init=None, device_count=1):
+def run_training(
+    config, arch_name, out, settings, evaluate, stop_when_exact, init=None, device_count=1, recipe=None, command=""
+) -> bool:
+    """Train, write the model, its record and curves; True when the model ends exact (or
+    exactness was not asked for)."""
     from dataclasses import asdict, replace
 
     from adder.train.archive import save_keras, write_atomic
@@ -316,23 +394,29 @@ def run_training(config, arch_name, out, settings, evaluate, stop_when_exact, in
         arch = Architecture(
             **{k: tuple(v) if isinstance(v, list) else v for k, v in started_from.pop("layers").items()}
         )
+    budget = f"up to {settings.epoch_budget} epochs" if stop_when_exact else f"{settings.epochs} epochs"
+    if stop_when_exact and settings.max_minutes:
+        budget += f" or {settings.max_minutes:g} minutes"
     typer.echo(
         f"training with {describe(devices)}: {config.describe()}, arch {arch_name}, "
-        f"{settings.epochs} epochs x {settings.samples:,} samples"
+        f"{budget} x {settings.samples:,} samples"
+        + (", until exact" if stop_when_exact else "")
         + (f", starting from {init}" if init is not None else "")
     )
     started = time.perf_counter()
     try:
-        model, history, result = fit(
+        model, history, outcome = fit(
             config, arch, settings, out, log=typer.echo, stop_when_exact=stop_when_exact, init=init_model
         )
     except CheckpointError as exc:
         raise fail(str(exc)) from None
     train_seconds = time.perf_counter() - started
     record = {
-        "command": shlex.join(["adder-train", *sys.argv[1:]]),
+        "command": command or shlex.join(["adder-train", *sys.argv[1:]]),
+        "recipe": recipe or {},
         "arch": arch_name,
         "layers": arch.to_dict(),
+        "parameters": int(model.count_params()),
         "settings": asdict(settings),
         "device": describe(devices),
         "backend": os.environ["KERAS_BACKEND"],
@@ -343,12 +427,15 @@ def run_training(config, arch_name, out, settings, evaluate, stop_when_exact, in
     }
     if started_from:
         record["init"] = started_from
-    if evaluate:
+    result = outcome.result
+    if evaluate or (stop_when_exact and not outcome.exact):
         result = result or full_check(model, config)
         typer.echo(f"{out}: {result.summary()}")
         for example in result.first_wrong:
             typer.echo(f"  {example['query']} = {example['expected']}, model says {example['got']}")
         record["evaluation"] = result.to_dict()
+    exact = outcome.exact or (result is not None and result.method == "exhaustive" and result.wrong == 0)
+    record["exact"] = bool(exact)
     final = replace(config, training=record)
     save_keras(model, final, out)
     record_path = out.with_suffix(".json")
@@ -356,8 +443,19 @@ def run_training(config, arch_name, out, settings, evaluate, stop_when_exact, in
     from adder.train.plot import draw_curves
 
     draw_curves(record, out.with_suffix(".png"), title=f"{out.name}: {config.describe()}, arch {arch_name}")
+    written = f"wrote {out}, {record_path} and {out.with_suffix('.png')} (trained in {train_seconds:.0f} s)"
+    if stop_when_exact and not exact:
+        typer.echo(written)
+        wrong = f"{result.wrong:,} of {result.total:,} queries ({result.method}) still wrong" if result else "not exact"
+        typer.echo(
+            f"error: not exact when {outcome.reason}: {wrong}; the checkpoint {Checkpoint(out, {}).dir} is kept: "
+            "rerun the same command with a larger --max-epochs or --max-minutes to go on from it",
+            err=True,
+        )
+        return False
     Checkpoint(out, {}).remove()
-    typer.echo(f"wrote {out}, {record_path} and {out.with_suffix('.png')} (trained in {train_seconds:.0f} s)")
+    typer.echo(written)
+    return True
 
 
 @eval_app.command()

@@ -15,9 +15,9 @@ import numpy as np
 
 from adder.codec import Codec
 from adder.config import ModelConfig
-from adder.grammar import values_of
+from adder.grammar import Expression, values_of
 from adder.train.archive import WriteError, save_keras, write_atomic
-from adder.train.data import encode_epoch, epoch_expressions, sample_expressions
+from adder.train.data import encode_epoch, epoch_expressions, expressions_of, sampled_blocks
 from adder.train.evaluate import Evaluation, evaluate
 from adder.train.model import Architecture, build_model
 from adder.train.replay import ReplayPool
@@ -28,20 +28,36 @@ FULL_CHECK_EVERY = 4  # epochs between full-domain checks: each costs several ep
 PROBE_STREAM = 2**31  # seed stream for the probe set, apart from every epoch number
 
 
+RESTART_PEAK = 0.3  # each new cycle's peak learning rate, as a share of the one before
+RESTART_FLOOR = 3  # ... down to RESTART_PEAK ** 3 of the first; later cycles repeat that one
+RESTART_LENGTH = 0.5  # each new cycle's length, as a share of the first
+
+
 @dataclass(frozen=True)
 class TrainSettings:
-    epochs: int = 40
+    epochs: int = 40  # the first learning-rate cycle
     samples: int = 50_000
     batch_size: int = 128
     learning_rate: float = 1e-3
-    schedule: str = "cosine"  # or "constant"; cosine decays to 0 over the run
+    schedule: str = "cosine"  # or "constant"; cosine decays to 0 over each cycle
     seed: int = 0
     curriculum: int = 0  # epochs per term count: see terms_at
     small_operands: float = 0.25  # share of operands drawn with a uniform digit count (data.draw_operands)
     replay_share: float = 0.25  # share of each epoch drawn from the replay pool, once it holds anything
-    check_every: int = 0  # epochs between full-domain checks whatever the probe says; 0: only once the probe is exact
+    check_every: int = 0  # epochs between checks whatever the probe says; 0: only once the probe is exact
     term_weights: tuple[float, ...] = ()  # draws per term count, from the fewest; () is uniform
     check_sample: int = 0  # scheduled checks look at this many queries drawn uniformly over the domain; 0: all
+    max_epochs: int = 0  # budget: epochs in all cycles together; 0 or less than epochs: one cycle
+    max_minutes: float = 0.0  # budget: minutes of training and checks, over resumes too; 0: no limit
+
+    BUDGET = ("max_epochs", "max_minutes")  # not part of a run's identity: a rerun may raise them
+
+    def identity(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k not in self.BUDGET}
+
+    @property
+    def epoch_budget(self) -> int:
+        return max(self.epochs, self.max_epochs)
 
     def terms_at(self, config: ModelConfig, epoch: int) -> int:
         """Most terms drawn in an epoch: the fewest first, one more every ``curriculum`` epochs.
@@ -55,10 +71,28 @@ class TrainSettings:
             return config.max_terms
         return min(config.max_terms, config.min_terms + epoch // self.curriculum)
 
+    def cycle_of(self, epoch: int) -> tuple[int, int, int]:
+        """(cycle number, first epoch, length) of the learning-rate cycle holding ``epoch`` (from 0).
+
+        The first cycle is ``epochs`` long; each later one, started only because the
+        one before ended with wrong answers, is RESTART_LENGTH as long.
+        """
+        if epoch < self.epochs:
+            return 0, 0, self.epochs
+        length = max(1, round(self.epochs * RESTART_LENGTH))
+        k, offset = divmod(epoch - self.epochs, length)
+        return k + 1, epoch - offset, length
+
+    def cycle_ends_after(self, epoch: int) -> bool:
+        _, first, length = self.cycle_of(epoch)
+        return epoch == first + length - 1
+
     def learning_rate_at(self, epoch: int) -> float:
+        k, first, length = self.cycle_of(epoch)
+        peak = self.learning_rate * RESTART_PEAK ** min(k, RESTART_FLOOR)
         if self.schedule == "cosine":
-            return self.learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / self.epochs))
-        return self.learning_rate
+            return peak * 0.5 * (1 + math.cos(math.pi * (epoch - first) / length))
+        return peak
 
 
 def checkpoint_dir(out: Path) -> Path:
@@ -179,14 +213,16 @@ class Checkpoint:
             raise CheckpointError(f"{exc}; {afresh}") from None
         return model, epochs_done, pool
 
-    def save(self, model: keras.Model, config: ModelConfig, epochs_done: int, history: list, pool: ReplayPool) -> None:
+    def save(
+        self, model: keras.Model, config: ModelConfig, epochs_done: int, history: list, pool: ReplayPool, seconds=0.0
+    ) -> None:
         try:
             self.dir.mkdir(exist_ok=True)
         except OSError as exc:
             raise WriteError(f"cannot write {self.dir}: {exc.strerror or exc}") from None
         save_keras(model, config, self.model_path)
         pool.save(self.pool_path)
-        state = {"identity": self.identity, "epochs_done": epochs_done, "history": history}
+        state = {"identity": self.identity, "epochs_done": epochs_done, "seconds": round(seconds, 1), "history": history}
         write_atomic(self.state_path, lambda tmp: tmp.write_text(json.dumps(state, indent=2)))
 
     def history(self) -> list:
@@ -194,8 +230,24 @@ class Checkpoint:
             return []
         return json.loads(self.state_path.read_text()).get("history", [])
 
+    def seconds(self) -> float:
+        """Training and checking time spent by the runs that wrote this checkpoint."""
+        if not self.state_path.exists():
+            return 0.0
+        value = json.loads(self.state_path.read_text()).get("seconds", 0.0)
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) and value >= 0 else 0.0
+
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@dataclass
+class Outcome:
+    """How a run ended: ``exact`` only when an exhaustive check found nothing wrong."""
+
+    result: Evaluation | None  # the last check, if it is the model's final word
+    exact: bool
+    reason: str  # why the run stopped, in words
 
 
 def fit(
@@ -206,24 +258,29 @@ def fit(
     log: Callable[[str], None] = print,
     stop_when_exact: bool = False,
     init: keras.Model | None = None,
-) -> tuple[keras.Model, list[dict], Evaluation | None]:
-    """Train, checkpointing after every epoch.
+) -> tuple[keras.Model, list[dict], Outcome]:
+    """Train, checkpointing after every epoch, until exact or out of budget.
 
-    Every probe's wrong queries join the replay pool; a full-domain check (once the
-    probe is exact, and every ``check_every`` epochs) replaces the pool with exactly
-    what is wrong. With ``stop_when_exact``, training ends once such a check finds
-    nothing wrong. ``init`` is a model to start from (fine-tuning) instead of fresh
-    weights; a resumed run starts from its checkpoint either way.
-    Returns the model, the per-epoch history and that final evaluation (if made).
+    Every probe's wrong queries join the replay pool; a check (every ``check_every``
+    epochs, once the probe is exact, and at the end of every learning-rate cycle)
+    replaces the pool with what is wrong. With ``stop_when_exact``, training ends once
+    an exhaustive check finds nothing wrong; a cycle that ends with wrong answers is
+    followed by another, with a lower peak (``TrainSettings.cycle_of``), until the
+    budget (``max_epochs``, ``max_minutes``) runs out. Without it, one cycle.
+    ``init`` is a model to start from (fine-tuning) instead of fresh weights; a resumed
+    run starts from its checkpoint either way.
+    Returns the model, the per-epoch history and how the run ended.
     """
-    identity = {"config": config.to_dict() | {"training": {}}, "arch": arch.to_dict(), "settings": asdict(settings)}
+    identity = {"config": config.to_dict() | {"training": {}}, "arch": arch.to_dict(), "settings": settings.identity()}
     identity = json.loads(json.dumps(identity))  # as it will read back: tuples become lists
     checkpoint = Checkpoint(out, identity)
     resumed = checkpoint.load(config)
     codec = Codec(config)
+    spent = 0.0  # seconds of earlier runs of this checkpoint, against --max-minutes
     if resumed:
         model, start, pool = resumed
         history = checkpoint.history()
+        spent = checkpoint.seconds()
         log(f"resuming from epoch {start + 1} (checkpoint {checkpoint.dir}, replay pool {len(pool):,})")
     else:
         keras.utils.set_random_seed(settings.seed)
@@ -239,11 +296,24 @@ def fit(
         history.append({"epoch": 0, "full_check_wrong": result.wrong, "replay_pool": len(pool)})
         if stop_when_exact and result.wrong == 0:
             log("stopping: the starting model is already exact on the whole domain")
-            return model, history, result
-    probe = sample_expressions(config, PROBE_SIZE, np.random.default_rng([settings.seed, PROBE_STREAM]))
+            return model, history, Outcome(result, True, "the starting model is exact")
+    probe = probe_expressions(config, settings.seed)
     probe_x, probe_truth = codec.encode_expressions(probe), values_of(probe)  # once, not every epoch
     last_full_check = -FULL_CHECK_EVERY
-    for epoch in range(start, settings.epochs):
+    last_epoch = settings.epoch_budget if stop_when_exact else settings.epochs
+    began = time.perf_counter()
+    result = None
+    for epoch in range(start, last_epoch):
+        if settings.max_minutes and spent + time.perf_counter() - began >= 60 * settings.max_minutes:
+            log(f"stopping: the budget of {settings.max_minutes:g} minutes is spent, after epoch {epoch}")
+            final = result if result is not None and result.method == "exhaustive" else None
+            return model, history, Outcome(final, False, f"the budget of {settings.max_minutes:g} minutes is spent")
+        cycle, first, length = settings.cycle_of(epoch)
+        if cycle and epoch == first:
+            log(
+                f"cycle {cycle + 1}: still wrong after epoch {epoch}; epochs {epoch + 1}-{epoch + length} "
+                f"at a peak learning rate of {settings.learning_rate_at(epoch):.2g}, replaying what is wrong"
+            )
         model.optimizer.learning_rate.assign(settings.learning_rate_at(epoch))
         expressions = epoch_expressions(
             config,
@@ -264,9 +334,11 @@ def fit(
         probe_em = float(probe_right.mean())
         pool.add([probe[i] for i in np.flatnonzero(~probe_right).tolist()])
         entry = {"epoch": epoch + 1, "loss": loss, "probe_exact_match": probe_em, "replay_pool": len(pool)}
+        if cycle:
+            entry["cycle"] = cycle + 1
         history.append(entry)
         log(
-            f"epoch {epoch + 1}/{settings.epochs}: {seconds:.1f} s, loss {loss:.5f}, "
+            f"epoch {epoch + 1}/{last_epoch}: {seconds:.1f} s, loss {loss:.5f}, "
             f"exact-match on {PROBE_SIZE:,} probe queries {100 * probe_em:.2f}%, replay pool {len(pool):,}"
         )
         scheduled = settings.check_every and (epoch + 1) % settings.check_every == 0
@@ -276,8 +348,9 @@ def fit(
             and probe_em == 1.0
             and epoch + 1 - last_full_check >= FULL_CHECK_EVERY
         )
+        cycle_end = stop_when_exact and settings.cycle_ends_after(epoch)
         result = None
-        if (scheduled or probe_due) and epoch + 1 < settings.epochs:
+        if scheduled or probe_due or cycle_end:
             last_full_check = epoch + 1
             started = time.perf_counter()
             result = full_check(model, config, settings.check_sample, seed=settings.seed * 100_003 + epoch + 1)
@@ -298,8 +371,21 @@ def fit(
                 entry.update(full_check_wrong=result.wrong)
                 log(f"  full check: {result.summary()}")
             entry.update(full_check_seconds=round(time.perf_counter() - started, 1), replay_pool=len(pool))
-        checkpoint.save(model, config, epoch + 1, history, pool)
+        checkpoint.save(model, config, epoch + 1, history, pool, spent + time.perf_counter() - began)
         if stop_when_exact and result is not None and result.wrong == 0 and result.method == "exhaustive":
             log(f"stopping early: exact on the whole domain after epoch {epoch + 1}")
-            return model, history, result
-    return model, history, None
+            return model, history, Outcome(result, True, f"exact after epoch {epoch + 1}")
+    final = result if result is not None and result.method == "exhaustive" else None
+    if not stop_when_exact:
+        return model, history, Outcome(final, bool(final and final.wrong == 0), f"{last_epoch} epochs done")
+    return model, history, Outcome(final, False, f"the budget of {last_epoch} epochs is spent")
+
+
+def probe_expressions(config: ModelConfig, seed: int) -> list[Expression]:
+    """PROBE_SIZE queries drawn uniformly over the domain's queries, fixed for the run.
+
+    Drawn like the training data, the probe was half two-term queries on arith (0.17% of
+    its domain) and said 99.97-100% while the whole domain had thousands wrong.
+    """
+    rng = np.random.default_rng([seed, PROBE_STREAM])
+    return [e for shape, terms in sampled_blocks(config, PROBE_SIZE, rng) for e in expressions_of(shape, terms)]

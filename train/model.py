@@ -2,45 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import keras
 
 from adder.config import ModelConfig
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """Layer sizes; stacked LSTMs when a tuple has more than one entry."""
-
-    encoder: tuple[int, ...]
-    decoder: tuple[int, ...]
-    embedding: int = 0  # width of an Embedding layer when the config's encoding is "index"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-ARCHITECTURES = {
-    # The seed tutorial's model, kept so its results stay reproducible.
-    "seed": Architecture(encoder=(100,), decoder=(50,)),
-    "wide": Architecture(encoder=(128,), decoder=(128,)),
-}
-
-
-def parse_arch(text: str) -> Architecture:
-    """A named architecture, or layer sizes written ENCODER/DECODER (e.g. '64/64', '96,48/64')."""
-    if text in ARCHITECTURES:
-        return ARCHITECTURES[text]
-    encoder, slash, decoder = text.partition("/")
-    try:
-        sizes = [tuple(int(units) for units in part.split(",")) for part in (encoder, decoder)]
-    except ValueError:
-        sizes = []
-    if not slash or not sizes or any(units < 1 or units > 4096 for part in sizes for units in part):
-        names = ", ".join(ARCHITECTURES)
-        raise ValueError(f"--arch must be one of {names} or layer sizes like 64/64, got {text!r}")
-    return Architecture(encoder=sizes[0], decoder=sizes[1])
+from adder.train.recipes import ARCHITECTURES, Architecture, parse_arch  # noqa: F401 (re-exported)
 
 
 def build_model(config: ModelConfig, arch: Architecture) -> keras.Model:

@@ -1,0 +1,127 @@
+"""Named training recipes: the one place a training setting lives.
+
+A recipe is the domain, the layer sizes and every training setting of a shipped
+model, so ``adder-train --recipe arith --out arith.keras`` rebuilds it and
+``adder-train`` with no options rebuilds the shipped default. Any field can be
+overridden on the command line; the model's record keeps the recipe it ran with,
+overrides applied, and the one command that rebuilds it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+DEFAULT_RECIPE = "default"
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Layer sizes; stacked LSTMs when a tuple has more than one entry."""
+
+    encoder: tuple[int, ...]
+    decoder: tuple[int, ...]
+    embedding: int = 0  # width of an Embedding layer when the config's encoding is "index"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+ARCHITECTURES = {
+    # The seed tutorial's model, kept so its results stay reproducible.
+    "seed": Architecture(encoder=(100,), decoder=(50,)),
+    "wide": Architecture(encoder=(128,), decoder=(128,)),
+}
+
+
+def parse_arch(text: str) -> Architecture:
+    """A named architecture, or layer sizes written ENCODER/DECODER (e.g. '64/64', '96,48/64')."""
+    if text in ARCHITECTURES:
+        return ARCHITECTURES[text]
+    encoder, slash, decoder = text.partition("/")
+    try:
+        sizes = [tuple(int(units) for units in part.split(",")) for part in (encoder, decoder)]
+    except ValueError:
+        sizes = []
+    if not slash or not sizes or any(units < 1 or units > 4096 for part in sizes for units in part):
+        names = ", ".join(ARCHITECTURES)
+        raise ValueError(f"--arch must be one of {names} or layer sizes like 64/64, got {text!r}")
+    return Architecture(encoder=sizes[0], decoder=sizes[1])
+
+
+@dataclass(frozen=True)
+class Recipe:
+    # the domain (see adder.config.ModelConfig)
+    terms: str = "2"  # N, or MIN-MAX
+    smallest: int = 0
+    largest: int = 999
+    ops: str = "+"
+    brackets: bool = False
+    reverse: bool = True
+    reverse_output: bool = True
+    encoding: str = "onehot"
+    # the model
+    arch: str = "16/16"
+    # the first learning-rate cycle, then the self-driving policy (adder.train.fit.Schedule)
+    epochs: int = 40  # length of the first cosine cycle
+    samples: int = 50_000
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    schedule: str = "cosine"
+    curriculum: int = 0
+    small_operands: float = 0.25
+    replay_share: float = 0.25
+    check_every: int = 5
+    term_mix: str = ""
+    check_sample: int = 0
+    # budget: the run stops exact, or when one of these runs out (0: no limit on time)
+    max_epochs: int = 400
+    max_minutes: float = 0.0
+    seed: int = 0
+
+    def with_overrides(self, **overrides) -> Recipe:
+        """This recipe with every override that is not None."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+RECIPES: dict[str, Recipe] = {
+    # Two terms in 0..999: the shipped default (LSTM 16/16, 4,301 parameters).
+    "default": Recipe(
+        arch="16/16",
+        epochs=60,
+        batch_size=512,
+        learning_rate=1e-2,
+        check_every=5,
+        max_epochs=400,
+    ),
+    # 2-3 terms in 0..99 with + - and round brackets.
+    "arith": Recipe(
+        terms="2-3",
+        largest=99,
+        ops="+-",
+        brackets=True,
+        arch="48/48",
+        epochs=120,
+        samples=100_000,
+        batch_size=512,
+        learning_rate=6e-3,
+        curriculum=8,
+        term_mix="1:9",
+        check_every=10,
+        check_sample=2_000_000,
+        max_epochs=600,
+    ),
+}
+
+
+def recipe_named(name: str) -> Recipe:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ValueError(f"--recipe must be one of {', '.join(RECIPES)}, got {name!r}") from None
