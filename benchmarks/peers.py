@@ -42,7 +42,7 @@ from adder.session import MODELS_DIR  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 KERAS_MODEL = REPO / "train" / "models" / "default.keras"
 BATCHES = (1, 64, 1024, 8192)
-TARGET_STRINGS = 200_000  # issue 17's measure: Adder.batch over this many strings, whole and in calls of 1,024
+TARGET_STRINGS = 200_000  # Adder.batch against the floor: this many strings, in one call and in calls of 1,024
 QUERY = "3+10"
 
 
@@ -355,7 +355,7 @@ def main() -> None:
             + " ".join(f"{row[f'qps_b{b}']:>10,.0f}" for b in BATCHES)
             + f"  {row['floor_ratio']:>9.2f}"
         )
-    print("issue 17's measure of adder against the floor:")
+    print("Adder.batch against the floor:")
     target_rows = {}
     for name, values in target_qps.items():
         m = median_range(values)

@@ -122,8 +122,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--compare",
-        help="another model of the same domain (e.g. the previous default: git show "
-        "b90e55a:runtime/models/default.onnx > old.onnx; keep old.batch.onnx beside it); "
+        help="another model of the same domain (e.g. the 128/128 model: git show "
+        "b90e55a:runtime/models/default.onnx > old128.onnx; keep old128.batch.onnx beside it); "
         "adds its single-query and batch rows, timed interleaved with the shipped default",
     )
     args = parser.parse_args()

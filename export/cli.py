@@ -65,7 +65,7 @@ def export(
     # tf2onnx converts TensorFlow graphs, whatever backend the model was trained with.
     os.environ["KERAS_BACKEND"] = "tensorflow"
     # Trace on the CPU whatever the machine: where TensorFlow sees a GPU, Keras's LSTM traces
-    # to CudnnRNNV3, which tf2onnx cannot convert (keras issue 21799).
+    # to CudnnRNNV3, which tf2onnx cannot convert (keras-team/keras#21799).
     os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
 
     from adder import Adder, ModelError

@@ -5,8 +5,8 @@ train/model.py), but ONNX's LSTM op multiplies its input by the input weights on
 per step. Written out, the input is projected once and each step is one GEMM plus a
 few activations over the whole batch: on 1,024-row batches on two threads this
 measured 25,800 -> 30,700 queries per second (benchmarks/ort_tuning.py). On a single
-query the extra nodes cost about 30 us (217 -> 249 us), so the runtime keeps the
-fused graph for single queries and uses this one, saved beside it, for batches.
+query the extra nodes cost about 30 us (217 -> 249 us), so single queries never
+run on it: the runtime uses this graph, saved beside the model, for batches only.
 
 Only a forward, unclipped LSTM with the default activations, no sequence lengths and
 no peepholes is rewritten; the export validates the result against Keras like the

@@ -18,7 +18,7 @@ from adder.train.data import sample_expressions
 # Domain queries: what users are answered. Random symbol sequences lie far outside
 # the training distribution, where a confident model amplifies float32 rounding: on
 # the default model, Keras itself is 8.5e-6 from a float64 reference there and
-# onnxruntime 1.4e-5 (scratch measurement in the README). A conversion bug moves
+# onnxruntime 1.4e-5 (measured once, by hand). A conversion bug moves
 # probabilities by 1e-2 or more, so 1e-4 still catches it by two orders of magnitude.
 ATOL = 1e-5
 ATOL_RANDOM = 1e-4

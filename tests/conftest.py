@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny model trained and exported once per test session (seconds)."""
+"""Shared fixtures: a tiny model trained and exported once per pytest run (seconds)."""
 
 from __future__ import annotations
 

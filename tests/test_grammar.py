@@ -1,4 +1,4 @@
-"""The grammar of the seed's extensions: more terms, - and *, brackets (issue 7)."""
+"""The grammar of the seed's extensions: more terms, - and *, brackets."""
 
 import re
 

@@ -79,8 +79,8 @@ def draw_operands(config: ModelConfig, shape: tuple[int, ...], rng: np.random.Ge
     """Uniform operands, except that a ``small_share`` of them have a uniformly drawn digit count.
 
     Uniform draws over 0..99 give a single-digit operand one time in ten and three
-    of them one time in a thousand, and the shipped arith model was wrong on 1.1% of
-    those (ten times its overall rate). Drawing the width first serves them.
+    of them one time in a thousand, and an arith model trained on such draws was wrong on
+    1.1% of those (ten times its overall rate). Drawing the width first serves them.
     """
     operands = rng.integers(config.min_operand, config.max_operand + 1, size=shape)
     if small_share <= 0:
