@@ -106,8 +106,8 @@ RECIPES: dict[str, Recipe] = {
         largest=99,
         ops="+-",
         brackets=True,
-        arch="48/48",
-        epochs=120,
+        arch="44/44",
+        epochs=150,
         samples=100_000,
         batch_size=512,
         learning_rate=6e-3,
@@ -115,7 +115,7 @@ RECIPES: dict[str, Recipe] = {
         term_mix="1:9",
         check_every=10,
         check_sample=2_000_000,
-        max_epochs=600,
+        max_epochs=450,
     ),
 }
 
