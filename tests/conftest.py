@@ -36,7 +36,19 @@ def tiny_model(tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("tiny")
     keras_path, onnx_path = folder / "tiny.keras", folder / "tiny.onnx"
     train = [sys.executable, "-c", "from adder.train.cli import main; main()"]
-    args = ["--largest", "9", "--epochs", "2", "--samples", "256", "--batch-size", "64", "--seed", "3"]
+    args = [
+        "--largest",
+        "9",
+        "--epochs",
+        "2",
+        "--no-stop-when-exact",
+        "--samples",
+        "256",
+        "--batch-size",
+        "64",
+        "--seed",
+        "3",
+    ]
     subprocess.run([*train, *args, "--out", str(keras_path)], check=True, capture_output=True, timeout=600)
     export = [sys.executable, "-c", "from adder.export.cli import main; main()"]
     subprocess.run([*export, str(keras_path), "-o", str(onnx_path)], check=True, capture_output=True, timeout=600)

@@ -211,7 +211,7 @@ def test_export_and_train_turn_a_write_failure_into_one_line(tmp_path, tiny_mode
     assert f"cannot write {target}: No space left on device" in one_line_error(result.stderr)
     assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["c.onnx"]
     out = tmp_path / "m.keras"
-    train = [*TRAIN, "--largest", "9", "--epochs", "2", "--samples", "256", "--out", str(out)]
+    train = [*TRAIN, "--largest", "9", "--epochs", "2", "--no-stop-when-exact", "--samples", "256", "--out", str(out)]
     result = subprocess.run([sys.executable, "-c", limit, "20000", *train], capture_output=True, text=True)
     assert result.returncode == 2 and "cannot write" in one_line_error(result.stderr)
 
@@ -229,7 +229,20 @@ def test_export_and_train_turn_a_write_failure_into_one_line(tmp_path, tiny_mode
 )
 def test_a_damaged_checkpoint_says_what_is_wrong_and_how_to_start_afresh(tmp_path, damage, message):
     out = tmp_path / "m.keras"
-    args = ["--largest", "9", "--epochs", "3", "--samples", "300", "--arch", "8/8", "--no-evaluate", "--out", str(out)]
+    args = [
+        "--largest",
+        "9",
+        "--epochs",
+        "3",
+        "--no-stop-when-exact",
+        "--samples",
+        "300",
+        "--arch",
+        "8/8",
+        "--no-evaluate",
+        "--out",
+        str(out),
+    ]
     process = subprocess.Popen([*TRAIN, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = tmp_path / "m.keras.ckpt" / "state.json"
     deadline = time.monotonic() + 300
@@ -288,7 +301,9 @@ def test_adder_train_refuses_an_output_another_run_is_writing(tmp_path):
     target = tmp_path / "c.keras"
     with exclusive(target, "adder-train"):
         result = subprocess.run(
-            [*TRAIN, "--largest", "9", "--epochs", "1", "--out", str(target)], capture_output=True, text=True
+            [*TRAIN, "--largest", "9", "--epochs", "1", "--no-stop-when-exact", "--out", str(target)],
+            capture_output=True,
+            text=True,
         )
     assert result.returncode == 2 and f"pid {os.getpid()}" in one_line_error(result.stderr)
     assert not (tmp_path / "c.keras.ckpt").exists()

@@ -23,7 +23,19 @@ def test_option_combination_trains_exports_and_answers(tmp_path, terms, ops, bra
     from adder.train.cli import train_app
 
     keras_path, onnx_path = tmp_path / "m.keras", tmp_path / "m.onnx"
-    args = ["--terms", terms, "--ops", ops, "--largest", "5", "--epochs", "1", "--samples", "64"]
+    args = [
+        "--terms",
+        terms,
+        "--ops",
+        ops,
+        "--largest",
+        "5",
+        "--epochs",
+        "1",
+        "--no-stop-when-exact",
+        "--samples",
+        "64",
+    ]
     args += ["--brackets" if brackets else "--no-brackets", "--no-evaluate", "--out", str(keras_path), *extra]
     runner = CliRunner()
     trained = runner.invoke(train_app, args)

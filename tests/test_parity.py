@@ -166,7 +166,18 @@ def test_a_model_the_rebuild_does_not_know_exports_without_a_single_graph(tmp_pa
 
     keras_path, onnx_path = tmp_path / "stacked.keras", tmp_path / "stacked.onnx"
     train = [sys.executable, "-c", "from adder.train.cli import main; main()"]
-    args = ["--largest", "9", "--epochs", "1", "--samples", "256", "--arch", "8,8/8", "--no-evaluate"]
+    args = [
+        "--largest",
+        "9",
+        "--epochs",
+        "1",
+        "--no-stop-when-exact",
+        "--samples",
+        "256",
+        "--arch",
+        "8,8/8",
+        "--no-evaluate",
+    ]
     subprocess.run([*train, *args, "--out", str(keras_path)], check=True, capture_output=True, timeout=600)
     export = [sys.executable, "-c", "from adder.export.cli import main; main()", str(keras_path), "-o", str(onnx_path)]
     result = subprocess.run(export, capture_output=True, text=True, timeout=600)

@@ -79,7 +79,18 @@ def test_small_operands_are_served():
 @pytest.mark.slow
 def test_the_pool_is_in_the_checkpoint_and_a_resumed_run_keeps_it(tmp_path):
     out = tmp_path / "m.keras"
-    args = ["--largest", "9", "--epochs", "3", "--samples", "20000", "--batch-size", "32", "--no-evaluate"]
+    args = [
+        "--largest",
+        "9",
+        "--epochs",
+        "3",
+        "--no-stop-when-exact",
+        "--samples",
+        "20000",
+        "--batch-size",
+        "32",
+        "--no-evaluate",
+    ]
     command = [*TRAIN, *args, "--arch", "8/8", "--out", str(out)]
     state, saved = tmp_path / "m.keras.ckpt" / "state.json", tmp_path / "m.keras.ckpt" / "replay.json"
     kill_after_first_epoch(command, state)
@@ -129,7 +140,19 @@ def test_a_bad_term_mix_is_one_line(mix, message):
 def test_sampled_checks_feed_the_pool_and_never_count_as_exact(tmp_path):
     """A sampled check's wrong queries join the pool; only an exhaustive check may end a run."""
     out = tmp_path / "m.keras"
-    args = ["--terms", "2-3", "--largest", "9", "--ops", "+-", "--term-mix", "1:3", "--epochs", "2"]
+    args = [
+        "--terms",
+        "2-3",
+        "--largest",
+        "9",
+        "--ops",
+        "+-",
+        "--term-mix",
+        "1:3",
+        "--epochs",
+        "2",
+        "--no-stop-when-exact",
+    ]
     args += ["--samples", "2000", "--check-every", "1", "--check-sample", "300", "--arch", "8/8", "--no-evaluate"]
     result = subprocess.run([*TRAIN, *args, "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr

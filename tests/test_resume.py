@@ -12,7 +12,18 @@ from tests.conftest import kill_after_first_epoch, needs_training
 pytestmark = [needs_training, pytest.mark.slow]
 
 TRAIN = [sys.executable, "-c", "from adder.train.cli import main; main()"]
-ARGS = ["--largest", "9", "--epochs", "3", "--samples", "20000", "--batch-size", "32", "--no-evaluate"]
+ARGS = [
+    "--largest",
+    "9",
+    "--epochs",
+    "3",
+    "--no-stop-when-exact",
+    "--samples",
+    "20000",
+    "--batch-size",
+    "32",
+    "--no-evaluate",
+]
 
 
 def test_sigkill_then_rerun_resumes_and_finishes(tmp_path):
@@ -38,7 +49,19 @@ def test_sigkill_then_rerun_resumes_and_finishes(tmp_path):
 def test_a_checkpoint_from_other_options_is_not_silently_reused(tmp_path):
     out = tmp_path / "m.keras"
     first = subprocess.run(
-        [*TRAIN, "--largest", "9", "--epochs", "1", "--samples", "64", "--no-evaluate", "--out", str(out)],
+        [
+            *TRAIN,
+            "--largest",
+            "9",
+            "--epochs",
+            "1",
+            "--no-stop-when-exact",
+            "--samples",
+            "64",
+            "--no-evaluate",
+            "--out",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -48,7 +71,7 @@ def test_a_checkpoint_from_other_options_is_not_silently_reused(tmp_path):
     ckpt.mkdir()
     (ckpt / "state.json").write_text(json.dumps({"identity": {"other": True}, "epochs_done": 1}))
     second = subprocess.run(
-        [*TRAIN, "--largest", "9", "--epochs", "1", "--samples", "64", "--out", str(out)],
+        [*TRAIN, "--largest", "9", "--epochs", "1", "--no-stop-when-exact", "--samples", "64", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -62,7 +85,18 @@ def test_same_seed_same_machine_gives_the_same_model(tmp_path):
     weights = []
     for name in ("a", "b"):
         out = tmp_path / f"{name}.keras"
-        args = ["--largest", "9", "--epochs", "2", "--samples", "512", "--seed", "11", "--no-evaluate"]
+        args = [
+            "--largest",
+            "9",
+            "--epochs",
+            "2",
+            "--no-stop-when-exact",
+            "--samples",
+            "512",
+            "--seed",
+            "11",
+            "--no-evaluate",
+        ]
         subprocess.run([*TRAIN, *args, "--out", str(out)], check=True, capture_output=True, timeout=300)
         weights.append(load_keras(out)[0].get_weights())
     assert all((a == b).all() for a, b in zip(*weights))

@@ -103,7 +103,9 @@ def train(
     samples: Annotated[int | None, option("Random queries drawn per epoch.")] = None,
     batch_size: Annotated[int | None, option("Queries per gradient step.")] = None,
     learning_rate: Annotated[float | None, option("Adam's learning rate (the first cycle's peak).")] = None,
-    schedule: Annotated[str | None, option("Learning rate within a cycle: 'cosine' (decays to 0) or 'constant'.")] = None,
+    schedule: Annotated[
+        str | None, option("Learning rate within a cycle: 'cosine' (decays to 0) or 'constant'.")
+    ] = None,
     reverse: Annotated[bool | None, option("Feed the query to the encoder reversed.")] = None,
     reverse_output: Annotated[
         bool | None, option("Have the decoder write the answer's last digit first, as carries flow.")

@@ -20,17 +20,13 @@ from adder.train.archive import WriteError, save_keras, write_atomic
 from adder.train.data import encode_epoch, epoch_expressions, expressions_of, sampled_blocks
 from adder.train.evaluate import Evaluation, evaluate
 from adder.train.model import Architecture, build_model
+from adder.train.policy import Cycle, first_cycle, learning_rate_at, next_cycle
 from adder.train.replay import ReplayPool
 
 PROBE_SIZE = 10_000
 PROBE_BATCH = 8192  # rows per Keras predict step, as in keras_predictor
 FULL_CHECK_EVERY = 4  # epochs between full-domain checks: each costs several epochs' time on a CPU
 PROBE_STREAM = 2**31  # seed stream for the probe set, apart from every epoch number
-
-
-RESTART_PEAK = 0.3  # each new cycle's peak learning rate, as a share of the one before
-RESTART_FLOOR = 3  # ... down to RESTART_PEAK ** 3 of the first; later cycles repeat that one
-RESTART_LENGTH = 0.5  # each new cycle's length, as a share of the first
 
 
 @dataclass(frozen=True)
@@ -71,28 +67,9 @@ class TrainSettings:
             return config.max_terms
         return min(config.max_terms, config.min_terms + epoch // self.curriculum)
 
-    def cycle_of(self, epoch: int) -> tuple[int, int, int]:
-        """(cycle number, first epoch, length) of the learning-rate cycle holding ``epoch`` (from 0).
-
-        The first cycle is ``epochs`` long; each later one, started only because the
-        one before ended with wrong answers, is RESTART_LENGTH as long.
-        """
-        if epoch < self.epochs:
-            return 0, 0, self.epochs
-        length = max(1, round(self.epochs * RESTART_LENGTH))
-        k, offset = divmod(epoch - self.epochs, length)
-        return k + 1, epoch - offset, length
-
-    def cycle_ends_after(self, epoch: int) -> bool:
-        _, first, length = self.cycle_of(epoch)
-        return epoch == first + length - 1
-
     def learning_rate_at(self, epoch: int) -> float:
-        k, first, length = self.cycle_of(epoch)
-        peak = self.learning_rate * RESTART_PEAK ** min(k, RESTART_FLOOR)
-        if self.schedule == "cosine":
-            return peak * 0.5 * (1 + math.cos(math.pi * (epoch - first) / length))
-        return peak
+        """Within the first cycle (runs that do not drive themselves to exact have only that one)."""
+        return learning_rate_at(first_cycle(self.epochs, self.learning_rate), epoch, self.schedule)
 
 
 def checkpoint_dir(out: Path) -> Path:
@@ -214,7 +191,14 @@ class Checkpoint:
         return model, epochs_done, pool
 
     def save(
-        self, model: keras.Model, config: ModelConfig, epochs_done: int, history: list, pool: ReplayPool, seconds=0.0
+        self,
+        model: keras.Model,
+        config: ModelConfig,
+        epochs_done: int,
+        history: list,
+        pool: ReplayPool,
+        seconds: float = 0.0,
+        cycles: list[Cycle] = (),
     ) -> None:
         try:
             self.dir.mkdir(exist_ok=True)
@@ -222,13 +206,30 @@ class Checkpoint:
             raise WriteError(f"cannot write {self.dir}: {exc.strerror or exc}") from None
         save_keras(model, config, self.model_path)
         pool.save(self.pool_path)
-        state = {"identity": self.identity, "epochs_done": epochs_done, "seconds": round(seconds, 1), "history": history}
+        state = {
+            "identity": self.identity,
+            "epochs_done": epochs_done,
+            "seconds": round(seconds, 1),
+            "cycles": [c.to_dict() for c in cycles],
+            "history": history,
+        }
         write_atomic(self.state_path, lambda tmp: tmp.write_text(json.dumps(state, indent=2)))
 
     def history(self) -> list:
         if not self.state_path.exists():
             return []
         return json.loads(self.state_path.read_text()).get("history", [])
+
+    def cycles(self) -> list[Cycle]:
+        """The learning-rate cycles the run has planned so far (empty for a checkpoint without them)."""
+        if not self.state_path.exists():
+            return []
+        try:
+            return [Cycle.from_dict(c) for c in json.loads(self.state_path.read_text()).get("cycles", [])]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CheckpointError(
+                f"{self.state_path} has unreadable cycles ({exc}); delete {self.dir} to start afresh"
+            ) from None
 
     def seconds(self) -> float:
         """Training and checking time spent by the runs that wrote this checkpoint."""
@@ -265,7 +266,7 @@ def fit(
     epochs, once the probe is exact, and at the end of every learning-rate cycle)
     replaces the pool with what is wrong. With ``stop_when_exact``, training ends once
     an exhaustive check finds nothing wrong; a cycle that ends with wrong answers is
-    followed by another, with a lower peak (``TrainSettings.cycle_of``), until the
+    followed by another (``adder.train.policy``), until the
     budget (``max_epochs``, ``max_minutes``) runs out. Without it, one cycle.
     ``init`` is a model to start from (fine-tuning) instead of fresh weights; a resumed
     run starts from its checkpoint either way.
@@ -277,10 +278,12 @@ def fit(
     resumed = checkpoint.load(config)
     codec = Codec(config)
     spent = 0.0  # seconds of earlier runs of this checkpoint, against --max-minutes
+    cycles = [first_cycle(settings.epochs, settings.learning_rate)]
     if resumed:
         model, start, pool = resumed
         history = checkpoint.history()
         spent = checkpoint.seconds()
+        cycles = checkpoint.cycles() or cycles
         log(f"resuming from epoch {start + 1} (checkpoint {checkpoint.dir}, replay pool {len(pool):,})")
     else:
         keras.utils.set_random_seed(settings.seed)
@@ -308,13 +311,8 @@ def fit(
             log(f"stopping: the budget of {settings.max_minutes:g} minutes is spent, after epoch {epoch}")
             final = result if result is not None and result.method == "exhaustive" else None
             return model, history, Outcome(final, False, f"the budget of {settings.max_minutes:g} minutes is spent")
-        cycle, first, length = settings.cycle_of(epoch)
-        if cycle and epoch == first:
-            log(
-                f"cycle {cycle + 1}: still wrong after epoch {epoch}; epochs {epoch + 1}-{epoch + length} "
-                f"at a peak learning rate of {settings.learning_rate_at(epoch):.2g}, replaying what is wrong"
-            )
-        model.optimizer.learning_rate.assign(settings.learning_rate_at(epoch))
+        cycle = cycles[-1]
+        model.optimizer.learning_rate.assign(learning_rate_at(cycle, epoch, settings.schedule))
         expressions = epoch_expressions(
             config,
             settings.samples,
@@ -334,8 +332,8 @@ def fit(
         probe_em = float(probe_right.mean())
         pool.add([probe[i] for i in np.flatnonzero(~probe_right).tolist()])
         entry = {"epoch": epoch + 1, "loss": loss, "probe_exact_match": probe_em, "replay_pool": len(pool)}
-        if cycle:
-            entry["cycle"] = cycle + 1
+        if len(cycles) > 1:
+            entry["cycle"] = len(cycles)
         history.append(entry)
         log(
             f"epoch {epoch + 1}/{last_epoch}: {seconds:.1f} s, loss {loss:.5f}, "
@@ -348,7 +346,7 @@ def fit(
             and probe_em == 1.0
             and epoch + 1 - last_full_check >= FULL_CHECK_EVERY
         )
-        cycle_end = stop_when_exact and settings.cycle_ends_after(epoch)
+        cycle_end = stop_when_exact and epoch + 1 == cycle.end
         result = None
         if scheduled or probe_due or cycle_end:
             last_full_check = epoch + 1
@@ -371,8 +369,16 @@ def fit(
                 entry.update(full_check_wrong=result.wrong)
                 log(f"  full check: {result.summary()}")
             entry.update(full_check_seconds=round(time.perf_counter() - started, 1), replay_pool=len(pool))
-        checkpoint.save(model, config, epoch + 1, history, pool, spent + time.perf_counter() - began)
-        if stop_when_exact and result is not None and result.wrong == 0 and result.method == "exhaustive":
+        exact = result is not None and result.wrong == 0 and result.method == "exhaustive"
+        if cycle_end and not exact and epoch + 1 < last_epoch:
+            cycles.append(next_cycle(cycles, result.wrong, result.total, settings.epochs, settings.learning_rate))
+            what = "the same cycle again" if cycles[-1].kind == "again" else "a finishing cycle with replay"
+            log(
+                f"cycle {len(cycles)}: {result.wrong:,} of {result.total:,} checked queries still wrong; {what}: "
+                f"epochs {cycles[-1].start + 1}-{cycles[-1].end}, peak learning rate {cycles[-1].peak:.2g}"
+            )
+        checkpoint.save(model, config, epoch + 1, history, pool, spent + time.perf_counter() - began, cycles)
+        if stop_when_exact and exact:
             log(f"stopping early: exact on the whole domain after epoch {epoch + 1}")
             return model, history, Outcome(result, True, f"exact after epoch {epoch + 1}")
     final = result if result is not None and result.method == "exhaustive" else None

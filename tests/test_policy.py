@@ -1,0 +1,128 @@
+"""The self-driving training: recipes, the cycle policy, and a run that drives itself to exact."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from adder.train.policy import NEAR, RESTART_FLOOR, RESTART_PEAK, first_cycle, learning_rate_at, next_cycle
+from adder.train.quiet import USER_VARIABLES, is_native_log
+from adder.train.recipes import RECIPES, Recipe, parse_arch
+from tests.conftest import needs_training
+
+TRAIN = [sys.executable, "-c", "from adder.train.cli import main; main()"]
+MODELS = Path(__file__).resolve().parent.parent / "train" / "models"
+
+
+def test_a_cycle_far_from_exact_is_run_again_and_a_near_one_finishes_lower_and_shorter():
+    cycles = [first_cycle(40, 1e-2)]
+    cycles.append(next_cycle(cycles, wrong=500, total=1000, epochs=40, learning_rate=1e-2))
+    assert (cycles[-1].start, cycles[-1].length, cycles[-1].peak, cycles[-1].kind) == (40, 40, 1e-2, "again")
+    for _ in range(RESTART_FLOOR + 2):
+        cycles.append(next_cycle(cycles, wrong=1, total=1000, epochs=40, learning_rate=1e-2))
+    finishing = [c for c in cycles if c.kind == "finish"]
+    assert [c.length for c in finishing] == [20] * len(finishing)
+    assert [c.start for c in cycles] == [0, 40, 80, 100, 120, 140, 160]
+    peaks = [c.peak / 1e-2 for c in finishing]
+    assert peaks == pytest.approx([RESTART_PEAK ** min(k, RESTART_FLOOR) for k in range(1, len(finishing) + 1)])
+    # exactly at the threshold the model is finishing
+    assert next_cycle(cycles[:1], wrong=int(NEAR * 1000), total=1000, epochs=40, learning_rate=1e-2).kind == "finish"
+
+
+def test_the_learning_rate_decays_within_each_cycle():
+    cycle = next_cycle([first_cycle(10, 1e-2)], wrong=0, total=10, epochs=10, learning_rate=1e-2)
+    rates = [learning_rate_at(cycle, e, "cosine") for e in range(cycle.start, cycle.end)]
+    assert rates[0] == pytest.approx(cycle.peak) and all(a > b for a, b in zip(rates, rates[1:])) and rates[-1] > 0
+    assert learning_rate_at(cycle, cycle.start + 3, "constant") == cycle.peak
+
+
+def test_every_recipe_builds_and_the_default_is_what_no_option_trains():
+    for name, recipe in RECIPES.items():
+        assert isinstance(recipe, Recipe), name
+        parse_arch(recipe.arch)
+    assert set(Recipe.field_names()) >= {"arch", "epochs", "max_epochs", "max_minutes", "seed", "terms"}
+
+
+@pytest.mark.parametrize("record", sorted(MODELS.glob("*.json")), ids=lambda p: p.stem)
+def test_each_shipped_model_was_trained_by_its_recipe_and_its_command_names_it(record):
+    training = json.loads(record.read_text())["training"]
+    recipe = training.get("recipe")
+    if not recipe:
+        pytest.skip(f"{record.name} predates recipes")
+    name = recipe.pop("name")
+    assert training["command"].startswith(f"adder-train --recipe {name} ")
+    assert "--init" not in training["command"] and "init" not in training
+    assert recipe == RECIPES[name].with_overrides(seed=recipe["seed"]).to_dict()
+    assert training["exact"] is True and training["evaluation"]["method"] == "exhaustive"
+    assert training["evaluation"]["wrong"] == 0
+
+
+def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """adder-train as a user runs it: none of TensorFlow's logging variables set unless given."""
+    clean = {k: v for k, v in os.environ.items() if k not in USER_VARIABLES} | env
+    return subprocess.run([*TRAIN, *args], capture_output=True, text=True, cwd=tmp_path, timeout=900, env=clean)
+
+
+# A first cycle of 2 epochs cannot make this model exact; a few more cycles do.
+TINY = ["--largest", "9", "--arch", "32/32", "--samples", "4000", "--batch-size", "32", "--epochs", "2"]
+TINY += ["--learning-rate", "5e-3", "--check-every", "0", "--seed", "3", "--out", "s.keras"]
+
+
+@needs_training
+@pytest.mark.slow
+def test_a_run_whose_first_cycle_ends_inexact_goes_on_by_itself_until_exact(tmp_path):
+    result = run([*TINY, "--max-epochs", "40"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "still wrong" in result.stdout and "stopping early: exact on the whole domain" in result.stdout
+    assert result.stderr == ""  # TensorFlow's own start-up lines are not ours to print
+    training = json.loads((tmp_path / "s.json").read_text())["training"]
+    assert training["exact"] is True and training["evaluation"]["wrong"] == 0
+    assert max(h.get("cycle", 1) for h in training["history"]) >= 2
+    words = shlex.split(training["command"])
+    assert words[:3] == ["adder-train", "--recipe", "default"]
+    given = dict(zip(TINY[::2], TINY[1::2])) | {"--learning-rate": "0.005", "--max-epochs": "40"}
+    assert dict(zip(words[3::2], words[4::2])) == given
+    assert training["recipe"]["arch"] == "32/32" and training["recipe"]["name"] == "default"
+    assert not (tmp_path / "s.keras.ckpt").exists()
+
+
+@needs_training
+@pytest.mark.slow
+def test_a_spent_budget_exits_1_with_the_count_and_a_rerun_with_more_goes_on(tmp_path):
+    spent = run([*TINY, "--max-epochs", "2"], tmp_path)
+    assert spent.returncode == 1
+    error = spent.stderr.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: not exact when the budget of 2 epochs is spent: ")
+    assert "queries (exhaustive) still wrong" in error[0] and "--max-epochs" in error[0]
+    assert (tmp_path / "s.keras.ckpt" / "state.json").exists() and (tmp_path / "s.keras").exists()
+    assert json.loads((tmp_path / "s.json").read_text())["training"]["exact"] is False
+    more = run([*TINY, "--max-epochs", "40"], tmp_path)
+    assert more.returncode == 0, more.stdout + more.stderr
+    assert "resuming from epoch 3" in more.stdout
+    assert json.loads((tmp_path / "s.json").read_text())["training"]["exact"] is True
+
+
+def test_native_log_lines_are_told_from_everything_else():
+    native = [
+        b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+        b"I0000 00:00:1795851662.916830    3952 port.cc:153] oneDNN custom operations are on.",
+        b"E0000 00:00:1795851670.857295    3952 cuda_platform.cc:52] failed call to cuInit: INTERNAL",
+        b"W1128 07:57:34.194338   29577 pjrt_client.cc:579] PjRt-IFRT device count: total=1",
+    ]
+    ours = [b"error: --seed must be an integer", b"epoch 1/40: 0.5 s", b"Traceback (most recent call last):", b""]
+    assert all(is_native_log(line) for line in native) and not any(is_native_log(line) for line in ours)
+
+
+@needs_training
+@pytest.mark.slow
+def test_tensorflow_logs_as_it_likes_when_the_user_sets_its_variables(tmp_path):
+    args = ["--largest", "9", "--arch", "8/8", "--samples", "64", "--epochs", "1", "--no-stop-when-exact"]
+    result = run([*args, "--no-evaluate", "--out", "m.keras"], tmp_path, TF_CPP_MIN_LOG_LEVEL="0")
+    assert result.returncode == 0, result.stderr
+    assert any(is_native_log(line.encode()) for line in result.stderr.splitlines())
