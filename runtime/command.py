@@ -32,6 +32,10 @@ def dispatch() -> None:
 
         # typer reads --model from ADDER_MODEL, an empty value counting as unset.
         sys.exit(answer_arguments(args, os.environ.get("ADDER_MODEL") or None))
+    if "-" in args or all(arg.startswith("-") for arg in args):  # stdin may be answered: see adder.lines
+        from .lines import hold_sigterm
+
+        hold_sigterm()
     from .cli import app
 
     app()

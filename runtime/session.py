@@ -6,8 +6,8 @@ import os
 import threading
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator
-from itertools import chain, islice
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,6 +56,10 @@ def _check_batch_arguments(queries, chunk_size) -> None:
         raise TypeError(f"chunk_size must be a whole number of queries, got {chunk_size!r}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1 query, got {chunk_size}")
+
+
+def _never() -> bool:
+    return False
 
 
 class ModelError(ValueError):
@@ -214,6 +218,20 @@ class Adder:
         for results, _clean in self._chunk_results(queries, chunk_size):
             yield from results
 
+    def answer_chunks(
+        self, chunks: Iterable[list[str]], idle: Callable[[], bool] | None = None
+    ) -> Iterator[tuple[list[str], list[int | QueryError]]]:
+        """Each chunk of queries with its results (answers or QueryErrors), in order.
+
+        Chunks are answered as ``results`` answers them, several in flight on the worker
+        pool. ``idle``, when given, says whether the next chunk would have to wait for
+        input (a person typing, a program waiting for one answer before it writes the next
+        query): then every chunk in flight is answered before the next is asked for, so
+        no query already read is held back.
+        """
+        for chunk, (results, _clean) in self._pipeline(chunks, idle or _never):
+            yield chunk, results
+
     def _chunk_results(self, queries: Iterable[str], chunk_size: int) -> Iterator[tuple[list, bool]]:
         """Each chunk's results in order, with whether all of them are answers (no QueryError)."""
         if hasattr(queries, "__len__") and self._threads > 1:
@@ -224,19 +242,35 @@ class Adder:
                 chunk_size = min(chunk_size, share)
         iterator = iter(queries)
         chunks = iter(lambda: list(islice(iterator, chunk_size)), [])
-        first = next(chunks, None)
-        second = next(chunks, None) if first is not None and self._threads > 1 else None
-        if second is None:  # one chunk (a few queries from the command line), or one thread
-            for chunk in chain([first] if first is not None else [], chunks):
-                yield self._answer_chunk(chunk)
-            return
-        pool, pending = self._pool(), deque()
-        for chunk in chain([first, second], chunks):
-            pending.append(pool.submit(self._answer_chunk, chunk))
-            if len(pending) > self._threads:
-                yield pending.popleft().result()
+        for _chunk, answered in self._pipeline(chunks, _never):
+            yield answered
+
+    def _pipeline(self, chunks: Iterable[list[str]], idle: Callable[[], bool]) -> Iterator[tuple[list[str], tuple]]:
+        """Each chunk with ``_answer_chunk``'s result, in order, at most one chunk more than
+        workers in flight. The first chunk is answered here, without the pool, unless a second
+        follows at once (a few queries from the command line, or one line typed at a terminal)."""
+        pending: deque = deque()
+        held: list[str] | None = None  # the first chunk, kept until a second shows the pool is worth it
+        for chunk in chunks:
+            if self._threads == 1 or (held is None and not pending and idle()):
+                yield chunk, self._answer_chunk(chunk)
+                continue
+            if held is None and not pending:
+                held = chunk
+                continue
+            pool = self._pool()
+            if held is not None:
+                pending.append((held, pool.submit(self._answer_chunk, held)))
+                held = None
+            pending.append((chunk, pool.submit(self._answer_chunk, chunk)))
+            while pending and (len(pending) > self._threads or idle()):
+                done, future = pending.popleft()
+                yield done, future.result()
+        if held is not None:
+            yield held, self._answer_chunk(held)
         while pending:
-            yield pending.popleft().result()
+            done, future = pending.popleft()
+            yield done, future.result()
 
     def _answer_chunk(self, chunk: list[str]) -> tuple[list[int | QueryError], bool]:
         codec = self.codec

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
+import termios
 import textwrap
 import time
 from pathlib import Path
@@ -346,3 +349,128 @@ def test_json_output_of_an_overlong_line_stays_one_valid_object_per_line():
 def test_a_line_of_invalid_utf8_bytes_longer_than_the_limit_is_one_error():
     result = run_adder("-", stdin=b"\xff" * 3000 + b"\n1+1\n")
     assert result.stdout.decode() == "\n2\n" and result.returncode == 1
+
+
+# 10. `adder -` as a coprocess: an answer for every line read, as soon as the input is idle
+
+
+def read_line(fd: int, timeout: float = 60) -> str:
+    """One line from ``fd``, without its ending; fails the test instead of waiting forever."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not data.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            pytest.fail(f"no answer within {timeout} s (read so far: {data!r})")
+        piece = os.read(fd, 1)
+        if not piece:
+            pytest.fail(f"output ended before a whole line (read so far: {data!r})")
+        data += piece
+    return data.decode().rstrip("\r\n")
+
+
+def test_adder_dash_answers_each_line_before_the_next_is_written_through_a_pipe():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "adder", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        for i in range(20):
+            process.stdin.write(f"{i}+{i * 7}\n".encode())
+            process.stdin.flush()
+            assert read_line(process.stdout.fileno()) == str(8 * i)
+        process.stdin.write(b"1000+1\n")  # a bad line is answered (empty) at once too
+        process.stdin.flush()
+        assert read_line(process.stdout.fileno()) == ""
+        process.stdin.close()
+        assert process.wait(timeout=60) == 1
+        assert process.stderr.read().decode().startswith("error: line 21: ")
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_adder_dash_answers_each_line_typed_at_a_terminal():
+    master, slave = pty.openpty()
+    attributes = termios.tcgetattr(slave)
+    attributes[3] &= ~termios.ECHO  # what a person types is not echoed back into the output read here
+    termios.tcsetattr(slave, termios.TCSANOW, attributes)
+    process = subprocess.Popen([sys.executable, "-m", "adder", "-"], stdin=slave, stdout=slave, stderr=subprocess.PIPE)
+    os.close(slave)
+    try:
+        for i in range(10):
+            os.write(master, f"{i * 11}+{i}\n".encode())
+            assert read_line(master) == str(12 * i)
+        os.write(master, b"\x04")  # Ctrl-D: the end of input
+        assert process.wait(timeout=60) == 0, process.stderr.read()
+    finally:
+        process.kill()
+        process.wait()
+        os.close(master)
+
+
+def test_a_line_without_its_newline_waits_for_it():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "adder", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        process.stdin.write(b"1+1\n12")
+        process.stdin.flush()
+        assert read_line(process.stdout.fileno()) == "2"
+        time.sleep(0.3)
+        process.stdin.write(b"3+4\n")  # the line is 123+4, not 12
+        process.stdin.flush()
+        assert read_line(process.stdout.fileno()) == "127"
+        process.stdin.close()
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.parametrize("count", [3, 5000])
+def test_sigterm_answers_every_line_already_sent_then_exits(count):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "adder", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        process.stdin.write(b"0+0\n")
+        process.stdin.flush()
+        assert read_line(process.stdout.fileno()) == "0"  # started, and reading
+        queries = [f"{i % 1000}+{i % 7}" for i in range(count)]
+        process.stdin.write("".join(q + "\n" for q in queries).encode() + b"5+")  # the last line cut off
+        process.stdin.flush()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=120) == 143  # its input still open: ended by the signal alone
+        out, err = process.stdout.read(), process.stderr.read()
+    finally:
+        process.kill()
+        process.wait()
+    assert "Traceback" not in err.decode()
+    assert out.decode().splitlines() == [str(i % 1000 + i % 7) for i in range(count)]
+
+
+def test_a_large_piped_input_is_still_answered_in_full_chunks():
+    """Lines that are all waiting go to the model a chunk at a time, not one by one."""
+    from adder.lines import StdinLines
+
+    read, write = os.pipe()
+    os.write(write, b"1+1\n" * 3000)
+    os.close(write)
+    lines = StdinLines(read)
+    sizes = [len(chunk) for chunk in lines.chunks(1024)]
+    os.close(read)
+    assert sizes == [1024, 1024, 952]
+
+
+def test_an_idle_pipe_ends_a_chunk_early():
+    from adder.lines import StdinLines
+
+    read, write = os.pipe()
+    os.write(write, b"1+1\n2+2\n3+")
+    lines = StdinLines(read)
+    chunks = lines.chunks(1024)
+    assert next(chunks) == ["1+1", "2+2"]  # returned although the chunk is not full: nothing more is waiting
+    os.write(write, b"3\n")
+    os.close(write)
+    assert list(chunks) == [["3+3"]]
+    os.close(read)
