@@ -474,3 +474,98 @@ def test_an_idle_pipe_ends_a_chunk_early():
     os.close(write)
     assert list(chunks) == [["3+3"]]
     os.close(read)
+
+
+# 11. one decoding, exact at every answer width the validator accepts
+
+
+def constant_model(config: ModelConfig, path: Path, digit: int = 9) -> Path:
+    """A hand-made model of ``config`` that writes ``digit`` at every answer step, whatever the query."""
+    onnx = pytest.importorskip("onnx")
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from adder.config import BATCH_DIM, METADATA_KEY
+
+    steps, vocab = config.output_length, len(config.alphabet)
+    answer = np.zeros((1, steps, vocab), np.float32)
+    answer[0, :, digit] = 1
+    nodes = [
+        helper.make_node("ReduceSum", ["query", "axes"], ["total"], keepdims=1),
+        helper.make_node("Mul", ["total", "zero"], ["nothing"]),  # the batch dimension, nothing else
+        helper.make_node("Add", ["nothing", "answer"], ["probs"]),
+    ]
+    initializers = [
+        numpy_helper.from_array(np.array([1, 2], np.int64), "axes"),
+        numpy_helper.from_array(np.zeros((), np.float32), "zero"),
+        numpy_helper.from_array(answer, "answer"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "constant",
+        [helper.make_tensor_value_info("query", TensorProto.FLOAT, [BATCH_DIM, config.input_length, vocab])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [BATCH_DIM, steps, vocab])],
+        initializers,
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    proto.ir_version = 8
+    helper.set_model_props(proto, {METADATA_KEY: config.to_json()})
+    onnx.save(proto, path)
+    return path
+
+
+def test_an_answer_wider_than_int64_is_the_same_on_every_path(tmp_path):
+    config = ModelConfig(min_terms=3, max_terms=3, max_operand=9_999_999, operators="*-")  # 21-digit answers
+    path = constant_model(config, tmp_path / "big.onnx")
+    expected = int("9" * config.output_length) + config.smallest_answer  # the answer as the model writes it
+    adder = Adder(path)
+    assert expected > 2**63 and adder("1*2*3") == expected
+    assert adder.batch(["1*2*3"] * 20) == [expected] * 20
+    assert run_adder("--model", str(path), "1*2*3").stdout.decode() == f"{expected}\n"
+    piped = run_adder("--model", str(path), "-", stdin=b"1*2*3\n" * 20)
+    assert piped.stdout.decode() == f"{expected}\n" * 20
+
+
+def test_decoding_agrees_with_itself_and_with_python_at_every_width():
+    import numpy as np
+
+    from adder.codec import Codec
+    from adder.config import MAX_OPERAND, MAX_TERMS
+
+    configs = [
+        ModelConfig(),
+        ModelConfig(max_terms=2, max_operand=999_999_999, operators="*"),  # 18 digits: the int64 path's widest
+        ModelConfig(max_terms=3, max_operand=9_999_999, operators="*-"),
+        ModelConfig(max_terms=MAX_TERMS, max_operand=MAX_OPERAND, operators="+-*"),  # the widest accepted
+    ]
+    rng = np.random.default_rng(0)
+    for config in configs:
+        codec = Codec(config)
+        indices = rng.integers(0, 10, size=(50, config.output_length))
+        values, valid = codec.decode_answers(indices)
+        written = ["".join(map(str, row[::-1] if config.reverse_output else row)) for row in indices.tolist()]
+        assert valid.all() and values.tolist() == [int(text) + config.smallest_answer for text in written]
+        assert [codec.decode_one(row) for row in indices] == values.tolist()
+        assert (codec.encode_answers(values.tolist()) == indices).all()
+
+
+def test_values_of_large_products_do_not_wrap():
+    import numpy as np
+
+    from adder.grammar import Expression, shape_values, values_of
+
+    terms = np.array([[9_999_999, 9_999_999, 9_999_999], [2, 3, 4]])
+    assert shape_values((3, ("*", "-"), ()), terms).tolist() == [9_999_999**2 - 9_999_999, 2]
+    expressions = [Expression((999_999_999, 999_999_999), ("*",), ()), Expression((1, 2), ("+",), ())]
+    assert values_of(expressions).tolist() == [999_999_999**2, 3]
+
+
+@needs_training
+@pytest.mark.slow
+def test_training_a_domain_with_answers_wider_than_int64_ends_without_a_traceback(tmp_path):
+    out = tmp_path / "big.keras"
+    args = ["--terms", "3", "--largest", "9999999", "--ops", "*-", "--epochs", "1", "--samples", "64"]
+    args += ["--batch-size", "32", "--arch", "8/8", "--no-evaluate", "--out", str(out)]
+    result = subprocess.run([*TRAIN, *args], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert ModelConfig.from_json((tmp_path / "big.json").read_text()).output_length == 21

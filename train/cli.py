@@ -446,7 +446,7 @@ def onnx_predictor(adder):
         template = shape_text(shape)
         results = list(adder.results(template.format(*row) for row in terms.tolist()))
         valid = np.array([isinstance(r, int) for r in results])
-        return np.array([r if isinstance(r, int) else 0 for r in results], dtype=np.int64), valid
+        return np.array([r if isinstance(r, int) else 0 for r in results], dtype=adder.codec.answer_dtype), valid
 
     predict.takes_blocks = True
     return predict
