@@ -47,6 +47,14 @@ class Progress:
             sys.stderr.write("\n")
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (a newline as \\n, an escape sequence as \\x1b):
+    a crafted file name or query can neither split a one-line error nor drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 def answer_stream(adder, chunks: Iterable[list[str]], label: str, as_json: bool, progress: Progress, idle=None) -> int:
     """Write one output line per query, in order, a chunk at a time; return how many queries failed.
 
@@ -63,7 +71,7 @@ def answer_stream(adder, chunks: Iterable[list[str]], label: str, as_json: bool,
             number += 1
             if isinstance(result, QueryError):
                 failed += 1
-                sys.stderr.write(f"error: {label} {number}: {result}\n")
+                sys.stderr.write(f"error: {label} {number}: {printable(str(result))}\n")
                 lines.append(json.dumps({"query": query, "error": str(result)}) if as_json else "")
             else:
                 lines.append(json.dumps({"query": query, "answer": result}) if as_json else str(result))
@@ -79,7 +87,7 @@ def open_adder(model: str | None) -> Adder | None:
     try:
         return Adder(model)
     except ModelError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {printable(str(exc))}\n")
         return None
 
 

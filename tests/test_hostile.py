@@ -569,3 +569,189 @@ def test_training_a_domain_with_answers_wider_than_int64_ends_without_a_tracebac
     result = subprocess.run([*TRAIN, *args], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert ModelConfig.from_json((tmp_path / "big.json").read_text()).output_length == 21
+
+
+# 12. archives read with bounds: a small zip that inflates to gigabytes is refused while reading
+
+PLOT = [sys.executable, "-c", "from adder.train.cli import plot_main; plot_main()"]
+EVAL = [sys.executable, "-c", "from adder.train.cli import eval_main; eval_main()"]
+EXPORT = [sys.executable, "-c", "from adder.export.cli import main; main()"]
+
+
+@pytest.fixture(scope="module")
+def zip_bomb(tmp_path_factory) -> Path:
+    """A ~300 kB .keras whose adder.json inflates to 300 MB."""
+    import zipfile
+
+    path = tmp_path_factory.mktemp("bomb") / "bomb.keras"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive, archive.open("adder.json", "w") as member:
+        block = b" " * (1 << 20)
+        for _ in range(300):
+            member.write(block)
+    return path
+
+
+def peak_run(command: list[str]) -> tuple[subprocess.CompletedProcess, int]:
+    """Run ``command`` in a child of a fresh process: (its result, its peak RSS in MB)."""
+    wrapper = textwrap.dedent(
+        """
+        import json, resource, subprocess, sys
+        result = subprocess.run(json.loads(sys.argv[1]), capture_output=True, text=True)
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+        print(json.dumps([result.returncode, result.stderr, peak]))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", wrapper, json.dumps(command)], capture_output=True, text=True, timeout=600
+    )
+    code, stderr, peak = json.loads(out.stdout)
+    return subprocess.CompletedProcess(command, code, "", stderr), peak
+
+
+@pytest.mark.parametrize("command", [PLOT, EVAL, EXPORT], ids=["adder-plot", "adder-eval", "adder-export"])
+def test_an_archive_whose_config_inflates_to_300_mb_is_refused_with_flat_memory(zip_bomb, command):
+    result, peak_mb = peak_run([*command, str(zip_bomb)])
+    assert result.returncode == 2
+    assert "adder.json is larger than 4,000,000 bytes" in one_line_error(result.stderr)
+    assert peak_mb < 200, f"peak RSS {peak_mb} MB"
+
+
+@needs_training
+def test_init_from_an_archive_that_inflates_is_refused_in_one_line(zip_bomb, tmp_path):
+    args = ["--largest", "9", "--epochs", "1", "--init", str(zip_bomb), "--out", str(tmp_path / "m.keras")]
+    result = subprocess.run([*TRAIN, *args], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "adder.json is larger than" in one_line_error(result.stderr)
+
+
+def test_an_archive_member_past_its_size_is_refused_before_keras_unpacks_it(tmp_path):
+    import zipfile
+
+    from adder.train.archive import ArchiveError, check_archive_sizes
+
+    path = tmp_path / "m.keras"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("adder.json", ModelConfig().to_json())
+        archive.writestr("config.json", b" " * 5_000_000)
+    with pytest.raises(ArchiveError, match="'config.json' inflates to 5,000,000 bytes"):
+        check_archive_sizes(path)
+
+
+@pytest.mark.parametrize(
+    "member, message",
+    [(b"\xff\xfe{}", "is not UTF-8 text"), (b'{"max_operand": "x"}', "max_operand must be a whole number")],
+)
+def test_a_damaged_config_member_is_one_line_from_adder_plot(tmp_path, member, message):
+    import zipfile
+
+    path = tmp_path / "m.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("adder.json", member)
+    result = subprocess.run([*PLOT, str(path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and message in one_line_error(result.stderr)
+
+
+# 13. every option and every field a command reads, checked before any work
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--seed", "4294967296"], "--seed must be at most 4,294,967,295"),
+        (["--terms", "2-3", "--term-mix", "1e308:1e308"], "must add up to a finite number"),
+        (["--learning-rate", "inf"], "--learning-rate must be a finite number"),
+        (["--samples", "1000000000000"], "--samples must be at most"),
+    ],
+    ids=["seed", "term-mix", "learning-rate", "samples"],
+)
+def test_adder_train_refuses_option_values_past_their_limits_in_one_line(tmp_path, args, message):
+    result = subprocess.run(
+        [*TRAIN, *args, "--out", str(tmp_path / "m.keras")], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2 and message in one_line_error(result.stderr)
+    assert list(tmp_path.iterdir()) == []
+
+
+RECORD = {"history": [{"epoch": 1, "loss": 1.5, "probe_exact_match": 0.2}], "evaluation": {"wrong": 0, "total": 9}}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda r: r.update(history="epochs"), "history must be a list of epochs, got str"),
+        (lambda r: r.update(history={"epoch": 1}), "history must be a list of epochs, got dict"),
+        (lambda r: r["history"].append(7), "history entry 2 must be an object, got int"),
+        (lambda r: r["history"].append({"loss": 1.0, "probe_exact_match": 1.0}), "history entry 2 has no epoch"),
+        (lambda r: r["history"][0].update(epoch="1"), "epoch must be a finite number, got '1'"),
+        (lambda r: r["history"][0].update(loss=None), "loss must be a finite number, got None"),
+        (lambda r: r["history"][0].pop("probe_exact_match"), "has loss but no probe_exact_match"),
+        (lambda r: r["history"].append({"epoch": 2, "full_check_wrong": "3"}), "full_check_wrong must be a finite"),
+        (lambda r: r["history"].append({"epoch": 2, "sample_check_wrong": 3}), "but no sample_check_total"),
+        (lambda r: r["evaluation"].update(wrong=[]), "evaluation: wrong must be a finite number"),
+    ],
+)
+def test_adder_plot_refuses_a_hand_edited_record_in_one_line(tmp_path, change, message):
+    pytest.importorskip("matplotlib")
+    record = json.loads(json.dumps(RECORD))
+    change(record)
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"max_operand": 9, "training": record}))
+    result = subprocess.run([*PLOT, str(path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and message in one_line_error(result.stderr)
+    assert not (tmp_path / "m.png").exists()
+
+
+def test_adder_plot_checks_its_output_before_reading(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"max_operand": 9, "training": RECORD}))
+    for out, message in [(tmp_path, "is a folder"), (tmp_path / "m.txt", "must end in .png")]:
+        result = subprocess.run([*PLOT, str(path), "--out", str(out)], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and message in one_line_error(result.stderr)
+
+
+@pytest.mark.parametrize(
+    "target, message",
+    [("folder", "is a folder; give a file name"), ("missing/figures.json", "--json folder")],
+)
+def test_adder_eval_checks_its_json_target_before_evaluating(tmp_path, target, message):
+    (tmp_path / "folder").mkdir()
+    command = [*EVAL, str(DEFAULT_ONNX), "--json", str(tmp_path / target), "--no-progress"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and message in one_line_error(result.stderr)
+    assert result.stdout == ""  # refused before any query was evaluated
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        lambda name: [sys.executable, "-m", "adder", "--model", name, "3+10"],
+        lambda name: [*EVAL, name],
+        lambda name: [*PLOT, name],
+        lambda name: [*EXPORT, name],
+    ],
+    ids=["adder", "adder-eval", "adder-plot", "adder-export"],
+)
+def test_a_path_with_control_characters_is_escaped_in_the_error(tmp_path, command):
+    name = str(tmp_path / "evil\n\x1b[2Jname.keras")
+    result = subprocess.run(command(name), capture_output=True, text=True, timeout=120)
+    line = one_line_error(result.stderr)
+    assert result.returncode == 2 and "\x1b" not in result.stderr and "evil\\n\\x1b[2Jname" in line
+
+
+def test_an_extra_named_in_a_message_installs_what_it_promises(monkeypatch, capsys):
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    import typer
+
+    from adder.train import device
+    from adder.train.cli import require_training_stack
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for backend, extra in device.BACKEND_EXTRA.items():
+        names = {spec.split(">")[0].split("[")[0].split("=")[0] for spec in extras[extra]}
+        assert {"keras", device.BACKEND_PACKAGE[backend]} <= names, (backend, extra)
+    monkeypatch.setattr(device, "installed", lambda package: package != "torch")
+    with pytest.raises(typer.Exit):
+        require_training_stack("torch")
+    message = capsys.readouterr().err
+    assert "pip install torch" in message and ".[" not in message
+

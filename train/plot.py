@@ -12,24 +12,77 @@ from pathlib import Path
 
 from adder.train.archive import write_atomic
 
+# Fields of a history entry drawn as numbers; a hand-edited record may hold anything.
+NUMBER_FIELDS = (
+    "epoch",
+    "loss",
+    "probe_exact_match",
+    "full_check_wrong",
+    "replay_pool",
+    "sample_check_wrong",
+    "sample_check_total",
+)
+NEEDS = {"loss": "probe_exact_match", "sample_check_wrong": "sample_check_total"}  # drawn together
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) != float("inf")
+
+
+def _shorten(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def record_problem(record) -> str | None:
+    """What keeps a training record (perhaps edited by hand) from being drawn; None if nothing.
+
+    Every field draw_curves reads is checked here, before matplotlib is imported.
+    """
+    if not isinstance(record, dict):
+        return f"the training record must be a JSON object, got {type(record).__name__}"
+    history = record.get("history")
+    if history is None or history == []:
+        return "the record holds no training history to draw"
+    if not isinstance(history, list):
+        return f"the record's history must be a list of epochs, got {type(history).__name__} {_shorten(history)}"
+    for number, entry in enumerate(history, start=1):
+        if not isinstance(entry, dict):
+            return f"history entry {number} must be an object, got {type(entry).__name__} {_shorten(entry)}"
+        if "epoch" not in entry:
+            return f"history entry {number} has no epoch"
+        for key in NUMBER_FIELDS:
+            if key in entry and not _is_number(entry[key]):
+                return f"history entry {number}: {key} must be a finite number, got {_shorten(entry[key])}"
+        for key, partner in NEEDS.items():
+            if key in entry and partner not in entry:
+                return f"history entry {number} has {key} but no {partner}"
+    evaluation = record.get("evaluation")
+    if isinstance(evaluation, dict):
+        for key in ("wrong", "total"):
+            if key in evaluation and not _is_number(evaluation[key]):
+                return f"the record's evaluation: {key} must be a finite number, got {_shorten(evaluation[key])}"
+    return None
+
 
 def draw_curves(record: dict, target: Path, title: str = "") -> None:
     """Write the curves of a training record (ModelConfig.training) to a PNG, atomically."""
+    problem = record_problem(record)
+    if problem:
+        raise ValueError(problem)
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed, and no GUI toolkit imported
     import matplotlib.pyplot as plt
 
-    history = [h for h in record.get("history", []) if isinstance(h, dict)]
+    history = record["history"]
     trained = [h for h in history if "loss" in h]
-    if not history:
-        raise ValueError("the record holds no training history to draw")
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, constrained_layout=True)
     epochs = [h["epoch"] for h in trained]
     top.plot(epochs, [h["loss"] for h in trained], color="tab:blue")
     top.set_yscale("log")
     top.set_ylabel("loss (cross-entropy)")
-    top.set_title(title or record.get("command", "training"), fontsize=9)
+    top.set_title(title or str(record.get("command", "training")), fontsize=9)
     bottom.plot(epochs, [100 * h["probe_exact_match"] for h in trained], color="tab:green", label="probe exact-match")
     bottom.set_ylabel("probe exact-match %")
     bottom.set_xlabel("epoch")
