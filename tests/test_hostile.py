@@ -755,3 +755,19 @@ def test_an_extra_named_in_a_message_installs_what_it_promises(monkeypatch, caps
     message = capsys.readouterr().err
     assert "pip install torch" in message and ".[" not in message
 
+
+# 14. files replaced under a running Adder
+
+
+def test_a_running_adder_answers_with_the_model_it_loaded_when_its_files_are_replaced(tmp_path):
+    for name in ("default.onnx", "default.single.onnx", "default.batch.onnx"):
+        (tmp_path / name).write_bytes((DEFAULT_ONNX.parent / name).read_bytes())
+    adder = Adder(tmp_path / "default.onnx")
+    assert adder("3+10") == 13
+    for name in ("default.onnx", "default.single.onnx", "default.batch.onnx"):
+        (tmp_path / name).write_bytes(b"replaced by something that is no model")
+    assert adder.batch(["50+11"] * 64) == [61] * 64  # the batch graph is opened only now
+    assert adder.batch_path == tmp_path / "default.batch.onnx"
+    for name in ("default.onnx", "default.single.onnx", "default.batch.onnx"):
+        (tmp_path / name).unlink()
+    assert adder("3+10") == 13 and list(adder.results(["1+1"] * 3000)) == [2] * 3000
