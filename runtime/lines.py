@@ -129,7 +129,12 @@ class StdinLines:
         return False
 
     def _read(self) -> None:
-        data = os.read(self.fd, READ_BYTES)
+        try:
+            data = os.read(self.fd, READ_BYTES)
+        except BlockingIOError:  # a descriptor left non-blocking by whoever started us: nothing yet
+            return
+        except OSError:  # a terminal hung up (EIO): the input has ended
+            data = b""
         if not data:
             self._end(partial=True)
             return

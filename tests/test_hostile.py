@@ -771,3 +771,26 @@ def test_a_running_adder_answers_with_the_model_it_loaded_when_its_files_are_rep
     for name in ("default.onnx", "default.single.onnx", "default.batch.onnx"):
         (tmp_path / name).unlink()
     assert adder("3+10") == 13 and list(adder.results(["1+1"] * 3000)) == [2] * 3000
+
+
+@needs_training
+@pytest.mark.slow
+def test_init_from_a_model_whose_record_was_edited_by_hand_reads_its_layers_off_the_model(tmp_path, tiny_model):
+    import zipfile
+
+    keras_path, _ = tiny_model
+    edited = tmp_path / "edited.keras"
+    with zipfile.ZipFile(keras_path) as source, zipfile.ZipFile(edited, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "adder.json":
+                config = json.loads(data)
+                config["training"].update(layers={"encoder": "wide", "decoder": [0]}, arch=["x"])
+                data = json.dumps(config).encode()
+            target.writestr(item, data)
+    out = tmp_path / "m.keras"
+    args = ["--largest", "9", "--epochs", "1", "--samples", "64", "--no-evaluate", "--init", str(edited)]
+    result = subprocess.run([*TRAIN, *args, "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    layers = json.loads(out.with_suffix(".json").read_text())["training"]["layers"]
+    assert layers["encoder"] and all(isinstance(n, int) and n > 0 for n in layers["encoder"] + layers["decoder"])

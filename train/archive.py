@@ -141,7 +141,9 @@ def read_keras_config(path: Path) -> ModelConfig:
             raw = member.read(MAX_CONFIG_CHARS + 1)
     except KeyError:
         raise ArchiveError(f"{path}: not an adder model (no {CONFIG_MEMBER} inside)") from None
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError, OSError) as exc:
+    except zipfile.BadZipFile as exc:
+        raise ArchiveError(f"{path}: not a .keras archive ({str(exc)[:200]})") from None
+    except (zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError, OSError) as exc:
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise ArchiveError(f"{path}: not a readable .keras archive ({reason})") from None
     if len(raw) > MAX_CONFIG_CHARS:
@@ -160,7 +162,7 @@ def check_archive_sizes(path: Path) -> None:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise ArchiveError(f"{path}: not a readable .keras archive ({str(exc)[:200]})") from None
+        raise ArchiveError(f"{path}: not a .keras archive ({str(exc)[:200]})") from None
     for info in members:
         limit = MAX_CONFIG_CHARS if info.filename.endswith(".json") else MAX_MEMBER_BYTES
         if info.file_size > limit:

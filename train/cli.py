@@ -291,8 +291,8 @@ def load_init(path: Path, config):
         "path": str(path),
         "sha256": file_sha256(path),
         "command": init_config.training.get("command"),
-        "arch": init_config.training.get("arch", "unrecorded"),
-        "layers": init_config.training.get("layers") or layers_of(model),
+        "arch": str(init_config.training.get("arch", "unrecorded")),
+        "layers": recorded_layers(init_config.training.get("layers")) or layers_of(model),
     }
     return model, started_from
 
@@ -303,6 +303,23 @@ def file_sha256(path: Path) -> str:
         while block := file.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
+
+
+def recorded_layers(layers) -> dict | None:
+    """A record's layer sizes, or None where a hand-edited record holds anything else
+    (the sizes are then read off the model itself)."""
+    if not isinstance(layers, dict) or not {"encoder", "decoder"} <= set(layers) <= {"encoder", "decoder", "embedding"}:
+        return None
+    sizes = (
+        [*layers["encoder"], *layers["decoder"]]
+        if all(isinstance(layers[k], list) for k in ("encoder", "decoder"))
+        else []
+    )
+    embedding = layers.get("embedding", 0)
+    whole = all(isinstance(n, int) and not isinstance(n, bool) for n in [*sizes, embedding])
+    if not sizes or not whole or min(sizes) < 1 or embedding < 0:
+        return None
+    return layers
 
 
 def layers_of(model) -> dict:
