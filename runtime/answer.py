@@ -47,6 +47,23 @@ class Progress:
             sys.stderr.write("\n")
 
 
+class OutputError(Exception):
+    """Standard output cannot take the answers (closed, a full disk); the message says why."""
+
+
+def write_out(out, text: str) -> None:
+    """Write and flush; a failure other than a reader gone away (see adder.command) is an OutputError."""
+    if out is None:
+        raise OutputError("standard output is closed; there is nowhere to write the answers")
+    try:
+        out.write(text)
+        out.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"cannot write the answers: {exc.strerror or type(exc).__name__}") from None
+
+
 def printable(text: str) -> str:
     """``text`` with control characters escaped (a newline as \\n, an escape sequence as \\x1b):
     a crafted file name or query can neither split a one-line error nor drive the terminal."""
@@ -75,8 +92,7 @@ def answer_stream(adder, chunks: Iterable[list[str]], label: str, as_json: bool,
                 lines.append(json.dumps({"query": query, "error": str(result)}) if as_json else "")
             else:
                 lines.append(json.dumps({"query": query, "answer": result}) if as_json else str(result))
-        out.write("\n".join(lines) + "\n")
-        out.flush()
+        write_out(out, "\n".join(lines) + "\n")
         progress.update(number)
     progress.close()
     return failed
@@ -107,6 +123,9 @@ def answer_stdin(model: str | None, as_json: bool) -> int:
     SIGTERM is caught from before the model is opened, so a query sent before it is
     answered even when the signal comes while the model loads.
     """
+    if sys.stdin is None:
+        sys.stderr.write("error: standard input is closed; give queries as arguments, or pipe them in\n")
+        return EXIT_USAGE
     lines = StdinLines()
     with lines.ended_by_sigterm():
         adder = open_adder(model)

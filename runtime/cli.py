@@ -69,7 +69,7 @@ def main(
             raise typer.Exit(EXIT_USAGE)
         typer.echo(json.dumps(adder.config.to_dict() | {"path": str(Path(adder.path))}, indent=2, sort_keys=True))
         return
-    if not queries and sys.stdin.isatty():
+    if not queries and sys.stdin is not None and sys.stdin.isatty():
         typer.echo('error: no query given; try: adder "3+10"  (or pipe one query per line)', err=True)
         raise typer.Exit(EXIT_USAGE)
     raise typer.Exit(answer_stdin(model, as_json))

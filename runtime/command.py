@@ -12,9 +12,12 @@ from __future__ import annotations
 import os
 import sys
 
+from .answer import OutputError
+
 
 def run() -> None:
-    """The entry point: a reader that goes away (``adder ... | head -1``) or Ctrl-C ends it quietly."""
+    """The entry point: a reader that goes away (``adder ... | head -1``) or Ctrl-C ends it quietly;
+    an output that cannot be written (closed, a full disk) is one error line and exit code 2."""
     try:
         dispatch()
     except BrokenPipeError:
@@ -23,6 +26,12 @@ def run() -> None:
         sys.exit(141)  # 128 + SIGPIPE, as a shell reports a command killed by it
     except KeyboardInterrupt:
         sys.exit(130)
+    except (OutputError, OSError) as exc:  # an OSError here: printing --info or --list-models, say
+        reason = str(exc) if isinstance(exc, OutputError) else f"cannot write: {exc.strerror or type(exc).__name__}"
+        sys.stderr.write(f"error: {reason}\n")
+        if sys.stdout is not None:  # what is left in its buffer would fail again at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(2)
 
 
 def dispatch() -> None:

@@ -794,3 +794,24 @@ def test_init_from_a_model_whose_record_was_edited_by_hand_reads_its_layers_off_
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
     layers = json.loads(out.with_suffix(".json").read_text())["training"]["layers"]
     assert layers["encoder"] and all(isinstance(n, int) and n > 0 for n in layers["encoder"] + layers["decoder"])
+
+
+# 15. standard streams that are closed or full
+
+
+@pytest.mark.parametrize(
+    "shell, message",
+    [
+        ('"$0" -m adder 1+1 > /dev/full', "error: cannot write the answers: No space left on device"),
+        ('echo 1+1 | "$0" -m adder - > /dev/full', "error: cannot write the answers: No space left on device"),
+        ('"$0" -m adder --info > /dev/full', "error: cannot write: No space left on device"),
+        ('"$0" -m adder 1+1 >&-', "error: standard output is closed"),
+        ('"$0" -m adder - <&-', "error: standard input is closed"),
+    ],
+    ids=["full", "full-stdin", "full-info", "stdout-closed", "stdin-closed"],
+)
+def test_a_closed_or_full_standard_stream_is_one_line_and_exit_2(shell, message):
+    if shell.endswith("/dev/full") and not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    result = subprocess.run(["sh", "-c", shell, sys.executable], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and one_line_error(result.stderr).startswith(message)
