@@ -660,8 +660,9 @@ def test_a_damaged_config_member_is_one_line_from_adder_plot(tmp_path, member, m
         (["--terms", "2-3", "--term-mix", "1e308:1e308"], "must add up to a finite number"),
         (["--learning-rate", "inf"], "--learning-rate must be a finite number"),
         (["--samples", "1000000000000"], "--samples must be at most"),
+        (["--check-sample", "100000000000000000000"], "--check-sample must be at most"),
     ],
-    ids=["seed", "term-mix", "learning-rate", "samples"],
+    ids=["seed", "term-mix", "learning-rate", "samples", "check-sample"],
 )
 def test_adder_train_refuses_option_values_past_their_limits_in_one_line(tmp_path, args, message):
     result = subprocess.run(

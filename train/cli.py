@@ -184,6 +184,7 @@ def train(
         (seed >= 0, f"--seed must be a non-negative integer, got {seed}"),
         (seed <= MAX_SEED, f"--seed must be at most {MAX_SEED:,} (what the random generators take), got {seed:,}"),
         (samples <= MAX_SAMPLES, f"--samples must be at most {MAX_SAMPLES:,} an epoch, got {samples:,}"),
+        (check_sample <= MAX_SAMPLES, f"--check-sample must be at most {MAX_SAMPLES:,} queries, got {check_sample:,}"),
         (math.isfinite(learning_rate), f"--learning-rate must be a finite number, got {learning_rate}"),
         (curriculum >= 0, f"--curriculum must be 0 or more epochs, got {curriculum}"),
         (0 <= small_operands <= 1, f"--small-operands must be between 0 and 1, got {small_operands}"),
