@@ -8,25 +8,36 @@ model.json (or a .keras / .onnx file's embedded record) can be redrawn later.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from adder.train.archive import write_atomic
 
-# Fields of a history entry drawn as numbers; a hand-edited record may hold anything.
-NUMBER_FIELDS = (
-    "epoch",
-    "loss",
-    "probe_exact_match",
-    "full_check_wrong",
-    "replay_pool",
-    "sample_check_wrong",
-    "sample_check_total",
-)
+# Fields of a history entry drawn as numbers, and the range each may take: a hand-edited
+# record may hold anything, and matplotlib fails on values such as an epoch of 1e308.
+COUNT = (0, 10**18, True)  # (lowest, highest, whole)
+NUMBER_FIELDS = {
+    "epoch": (0, 10**9, True),
+    "loss": (0, 1e30, False),  # NaN too: a run whose loss diverged is still drawn
+    "probe_exact_match": (0, 1, False),
+    "full_check_wrong": COUNT,
+    "replay_pool": COUNT,
+    "sample_check_wrong": COUNT,
+    "sample_check_total": COUNT,
+}
 NEEDS = {"loss": "probe_exact_match", "sample_check_wrong": "sample_check_total"}  # drawn together
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) != float("inf")
+def _value_problem(key: str, value, allowed: tuple) -> str | None:
+    low, high, whole = allowed
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{key} must be a number, got {_shorten(value)}"
+    if key == "loss" and math.isnan(value):
+        return None
+    if not low <= value <= high or (whole and not float(value).is_integer()):
+        kind = "a whole number" if whole else "a number"
+        return f"{key} must be {kind} from {low:,} to {high:,}, got {_shorten(value)}"
+    return None
 
 
 def _shorten(value) -> str:
@@ -51,17 +62,19 @@ def record_problem(record) -> str | None:
             return f"history entry {number} must be an object, got {type(entry).__name__} {_shorten(entry)}"
         if "epoch" not in entry:
             return f"history entry {number} has no epoch"
-        for key in NUMBER_FIELDS:
-            if key in entry and not _is_number(entry[key]):
-                return f"history entry {number}: {key} must be a finite number, got {_shorten(entry[key])}"
+        for key, allowed in NUMBER_FIELDS.items():
+            problem = _value_problem(key, entry[key], allowed) if key in entry else None
+            if problem:
+                return f"history entry {number}: {problem}"
         for key, partner in NEEDS.items():
             if key in entry and partner not in entry:
                 return f"history entry {number} has {key} but no {partner}"
     evaluation = record.get("evaluation")
     if isinstance(evaluation, dict):
         for key in ("wrong", "total"):
-            if key in evaluation and not _is_number(evaluation[key]):
-                return f"the record's evaluation: {key} must be a finite number, got {_shorten(evaluation[key])}"
+            problem = _value_problem(key, evaluation[key], COUNT) if key in evaluation else None
+            if problem:
+                return f"the record's evaluation: {problem}"
     return None
 
 
