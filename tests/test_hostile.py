@@ -449,6 +449,22 @@ def test_sigterm_answers_every_line_already_sent_then_exits(count):
     assert out.decode().splitlines() == [str(i % 1000 + i % 7) for i in range(count)]
 
 
+def test_answer_chunks_answers_every_chunk_in_flight_before_asking_for_more_when_input_is_idle():
+    adder = Adder(threads=4)
+    asked = []
+
+    def chunks():
+        for i in range(5):
+            asked.append(i)
+            yield [f"{i}+1"] * 300
+
+    answered = [(len(asked), results[0]) for _, results in adder.answer_chunks(chunks(), idle=lambda: True)]
+    assert answered == [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)]  # each answered before the next was asked for
+    asked.clear()
+    next(adder.answer_chunks(chunks()))  # input never idle: several chunks in flight on the pool
+    assert len(asked) == 5
+
+
 def test_a_large_piped_input_is_still_answered_in_full_chunks():
     """Lines that are all waiting go to the model a chunk at a time, not one by one."""
     from adder.lines import StdinLines
