@@ -766,9 +766,11 @@ def test_an_extra_named_in_a_message_installs_what_it_promises(monkeypatch, caps
     from adder.train.cli import require_training_stack
 
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    names = {extra: {spec.split(">")[0].split("[")[0].split("=")[0] for spec in specs} for extra, specs in extras.items()}
     for backend, extra in device.BACKEND_EXTRA.items():
-        names = {spec.split(">")[0].split("[")[0].split("=")[0] for spec in extras[extra]}
-        assert {"keras", device.BACKEND_PACKAGE[backend]} <= names, (backend, extra)
+        assert {"keras", device.BACKEND_PACKAGE[backend]} <= names[extra], (backend, extra)
+    assert {"tf2onnx", "onnx", "tensorflow"} <= names["train"]  # adder-export's message names the train extra
+    assert "matplotlib" in names["train"] and "matplotlib" in names["jax"]  # adder-plot's names both
     monkeypatch.setattr(device, "installed", lambda package: package != "torch")
     with pytest.raises(typer.Exit):
         require_training_stack("torch")
