@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -766,7 +767,7 @@ def test_an_extra_named_in_a_message_installs_what_it_promises(monkeypatch, caps
     from adder.train.cli import require_training_stack
 
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    names = {extra: {spec.split(">")[0].split("[")[0].split("=")[0] for spec in specs} for extra, specs in extras.items()}
+    names = {extra: {re.split(r"[<>=\[ ]", spec)[0] for spec in specs} for extra, specs in extras.items()}
     for backend, extra in device.BACKEND_EXTRA.items():
         assert {"keras", device.BACKEND_PACKAGE[backend]} <= names[extra], (backend, extra)
     assert {"tf2onnx", "onnx", "tensorflow"} <= names["train"]  # adder-export's message names the train extra
