@@ -14,6 +14,8 @@ import sys
 
 from .answer import OutputError
 
+READS_NO_STDIN = {"--help", "--version", "--list-models", "--info"}  # these print and exit
+
 
 def run() -> None:
     """The entry point: a reader that goes away (``adder ... | head -1``) or Ctrl-C ends it quietly;
@@ -41,7 +43,8 @@ def dispatch() -> None:
 
         # typer reads --model from ADDER_MODEL, an empty value counting as unset.
         sys.exit(answer_arguments(args, os.environ.get("ADDER_MODEL") or None))
-    if "-" in args or all(arg.startswith("-") for arg in args):  # stdin may be answered: see adder.lines
+    may_read_stdin = "-" in args or all(arg.startswith("-") for arg in args)
+    if may_read_stdin and not READS_NO_STDIN.intersection(args):  # see adder.lines.hold_sigterm
         from .lines import hold_sigterm
 
         hold_sigterm()
