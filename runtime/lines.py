@@ -108,7 +108,7 @@ class StdinLines:
         watched = [self.fd] if self._wake is None else [self.fd, self._wake]
         try:
             readable = select.select(watched, [], [], timeout)[0]
-        except (OSError, ValueError):  # a descriptor select cannot watch: read, as before select
+        except (OSError, ValueError):  # a descriptor select cannot watch: read it, and let the read wait
             return True
         if self._wake in readable:
             _drain(self._wake)
