@@ -12,6 +12,8 @@ import typer
 
 from adder.train.cli import fail, require_training_stack
 
+MAX_COMPARED = 1_000_000  # inputs compared between Keras and ONNX, each held in memory as a tensor
+
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
@@ -52,7 +54,17 @@ def export(
         raise fail(f"--output {output} is a folder; give a file name ending in .onnx")
     if not model.is_file():
         raise fail(f"{model}: no such file")
-    from adder.train.archive import WriteError, check_writable
+    if not (1 <= queries <= MAX_COMPARED and 1 <= randoms <= MAX_COMPARED):
+        raise fail(f"--queries and --randoms must be from 1 to {MAX_COMPARED:,}, got {queries:,} and {randoms:,}")
+    if not (atol >= 0 and atol_random >= 0):
+        raise fail(f"--atol and --atol-random must be 0 or more, got {atol} and {atol_random}")
+    from adder.config import ConfigError
+    from adder.train.archive import ArchiveError, WriteError, check_writable, read_keras_config
+
+    try:
+        read_keras_config(model)  # a model that is no adder model is refused before TensorFlow loads
+    except (ArchiveError, ConfigError) as exc:
+        raise fail(str(exc)) from None
 
     try:
         check_writable(output.parent)  # before the conversion, not after it

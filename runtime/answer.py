@@ -7,64 +7,18 @@ answer without loading the option parser.
 from __future__ import annotations
 
 import json
-import os
 import sys
-from collections import deque
-from collections.abc import Iterable, Iterator
-from stat import S_ISREG
+from collections.abc import Iterable
 
-from .grammar import MAX_QUERY_CHARS, QueryError
+from .grammar import QueryError
+from .lines import StdinLines
 from .session import CHUNK_SIZE, Adder, ModelError
 
 EXIT_BAD_QUERY = 1
 EXIT_USAGE = 2
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a command ended by it
 CHUNK = CHUNK_SIZE  # queries per onnxruntime call and per write
 PROGRESS_AFTER = 50_000  # lines before a progress bar is worth drawing
-# Bytes of one line held at once: a query of MAX_QUERY_CHARS four-byte characters and its line end.
-MAX_LINE_BYTES = 4 * MAX_QUERY_CHARS + 2
-
-
-class StdinLines:
-    """Lines of stdin without their endings; invalid UTF-8 survives as surrogates the parser refuses."""
-
-    def __init__(self) -> None:
-        self.bytes_read = 0
-        stat = os.fstat(sys.stdin.fileno())
-        self.size = stat.st_size if S_ISREG(stat.st_mode) else None
-
-    def __iter__(self) -> Iterator[str]:
-        """Each line, read at most MAX_LINE_BYTES at a time: a line longer than any query is
-        skipped in pieces (memory stays flat however long it is) and stands as a LongLine."""
-        stream = sys.stdin.buffer
-        while raw := stream.readline(MAX_LINE_BYTES):
-            self.bytes_read += len(raw)
-            if len(raw) == MAX_LINE_BYTES and not raw.endswith(b"\n"):
-                length = len(raw) + self._skip_rest_of_line(stream)
-                yield LongLine(raw[: MAX_QUERY_CHARS + 1].decode("utf-8", errors="surrogateescape"), length)
-                continue
-            yield raw.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
-
-    def _skip_rest_of_line(self, stream) -> int:
-        skipped = 0
-        while piece := stream.readline(1 << 16):
-            skipped += len(piece)
-            self.bytes_read += len(piece)
-            if piece.endswith(b"\n"):
-                return skipped - 1
-        return skipped
-
-
-class LongLine(str):
-    """The start of a line too long to be a query, standing for all of it: ``len`` is the
-    whole line's length in bytes, so the parser refuses it with the length it really had."""
-
-    def __new__(cls, start: str, length: int) -> LongLine:
-        line = super().__new__(cls, start)
-        line.length = length
-        return line
-
-    def __len__(self) -> int:
-        return self.length
 
 
 class Progress:
@@ -93,40 +47,52 @@ class Progress:
             sys.stderr.write("\n")
 
 
-def answer_stream(adder, queries: Iterable[str], label: str, as_json: bool, progress: Progress) -> int:
-    """Write one output line per query, in order; return how many queries failed.
+class OutputError(Exception):
+    """Standard output cannot take the answers (closed, a full disk); the message says why."""
 
-    The whole stream goes through one ``Adder.results`` call, so its worker pool keeps
-    several chunks in flight; the queries it has read and not yet answered wait in a
-    queue (a few chunks at most), to be written beside their answers.
+
+def write_out(out, text: str) -> None:
+    """Write and flush; a failure other than a reader gone away (see adder.command) is an OutputError."""
+    if out is None:
+        raise OutputError("standard output is closed; there is nowhere to write the answers")
+    try:
+        out.write(text)
+        out.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"cannot write the answers: {exc.strerror or type(exc).__name__}") from None
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (a newline as \\n, an escape sequence as \\x1b):
+    a crafted file name or query can neither split a one-line error nor drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def answer_stream(adder, chunks: Iterable[list[str]], label: str, as_json: bool, progress: Progress, idle=None) -> int:
+    """Write one output line per query, in order, a chunk at a time; return how many queries failed.
+
+    The chunks go through one ``Adder.answer_chunks`` call, so its worker pool keeps
+    several in flight. Each chunk's lines are written and flushed as soon as it is
+    answered; with ``idle`` (see ``Adder.answer_chunks``), a query is never held back
+    while the input waits.
     """
     failed = number = 0
     out = sys.stdout
-    read: deque[str] = deque()
-
-    def remembered() -> Iterator[str]:
-        for query in queries:
-            read.append(query)
-            yield query
-
-    lines: list[str] = []
-    for result in adder.results(remembered(), CHUNK):
-        query = read.popleft()
-        number += 1
-        if isinstance(result, QueryError):
-            failed += 1
-            sys.stderr.write(f"error: {label} {number}: {result}\n")
-            lines.append(json.dumps({"query": query, "error": str(result)}) if as_json else "")
-        else:
-            lines.append(json.dumps({"query": query, "answer": result}) if as_json else str(result))
-        if len(lines) == CHUNK:
-            out.write("\n".join(lines) + "\n")
-            out.flush()
-            lines = []
-            progress.update(number)
-    if lines:
-        out.write("\n".join(lines) + "\n")
-        out.flush()
+    for chunk, results in adder.answer_chunks(chunks, idle):
+        lines = []
+        for query, result in zip(chunk, results):
+            number += 1
+            if isinstance(result, QueryError):
+                failed += 1
+                sys.stderr.write(f"error: {label} {number}: {printable(str(result))}\n")
+                lines.append(json.dumps({"query": query, "error": str(result)}) if as_json else "")
+            else:
+                lines.append(json.dumps({"query": query, "answer": result}) if as_json else str(result))
+        write_out(out, "\n".join(lines) + "\n")
         progress.update(number)
     progress.close()
     return failed
@@ -137,7 +103,7 @@ def open_adder(model: str | None) -> Adder | None:
     try:
         return Adder(model)
     except ModelError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {printable(str(exc))}\n")
         return None
 
 
@@ -146,5 +112,26 @@ def answer_arguments(queries: list[str], model: str | None, as_json: bool = Fals
     adder = open_adder(model)
     if adder is None:
         return EXIT_USAGE
-    failed = answer_stream(adder, queries, "query", as_json, Progress(None))
+    chunks = (queries[start : start + CHUNK] for start in range(0, len(queries), CHUNK))
+    failed = answer_stream(adder, chunks, "query", as_json, Progress(None))
+    return EXIT_BAD_QUERY if failed else 0
+
+
+def answer_stdin(model: str | None, as_json: bool) -> int:
+    """Answer stdin line by line (``adder -``); the exit code, EXIT_TERMINATED after SIGTERM.
+
+    SIGTERM is caught from before the model is opened, so a query sent before it is
+    answered even when the signal comes while the model loads.
+    """
+    if sys.stdin is None:
+        sys.stderr.write("error: standard input is closed; give queries as arguments, or pipe them in\n")
+        return EXIT_USAGE
+    lines = StdinLines()
+    with lines.ended_by_sigterm():
+        adder = open_adder(model)
+        if adder is None:
+            return EXIT_USAGE
+        failed = answer_stream(adder, lines.chunks(CHUNK), "line", as_json, Progress(lines), lines.idle)
+    if lines.terminated:
+        return EXIT_TERMINATED
     return EXIT_BAD_QUERY if failed else 0

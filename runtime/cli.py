@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from .answer import EXIT_BAD_QUERY, EXIT_USAGE, Progress, StdinLines, answer_arguments, answer_stream, open_adder
+from .answer import EXIT_USAGE, answer_arguments, answer_stdin, open_adder
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -63,15 +63,13 @@ def main(
         return
     if queries and queries != ["-"] and not info:
         raise typer.Exit(answer_arguments(queries, model, as_json))
-    adder = open_adder(model)
-    if adder is None:
-        raise typer.Exit(EXIT_USAGE)
     if info:
+        adder = open_adder(model)
+        if adder is None:
+            raise typer.Exit(EXIT_USAGE)
         typer.echo(json.dumps(adder.config.to_dict() | {"path": str(Path(adder.path))}, indent=2, sort_keys=True))
         return
-    if not queries and sys.stdin.isatty():
+    if not queries and sys.stdin is not None and sys.stdin.isatty():
         typer.echo('error: no query given; try: adder "3+10"  (or pipe one query per line)', err=True)
         raise typer.Exit(EXIT_USAGE)
-    lines = StdinLines()
-    if answer_stream(adder, lines, "line", as_json, Progress(lines)):
-        raise typer.Exit(EXIT_BAD_QUERY)
+    raise typer.Exit(answer_stdin(model, as_json))

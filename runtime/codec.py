@@ -17,6 +17,10 @@ Answers are written as ``value - smallest_answer``, zero-padded to the output le
 and optionally reversed. The shift makes every target a non-negative number, so a
 model with ``-`` learns borrows the way it learns carries, instead of a sign that
 depends on comparing whole operands; for ``+`` alone the shift is zero.
+
+Answers are numbers of ``answer_dtype``: int64 when every shifted answer fits in
+INT64_DIGITS digits (every shipped model), Python ints (numpy ``object`` arrays)
+beyond, so a config the validator accepts is decoded exactly whatever its width.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import numpy as np
 
 from .config import PAD, ModelConfig
 from .grammar import DIGITS, MAX_QUERY_CHARS, Expression, Grammar, QueryError, Shape, group_by_shape
+
+INT64_DIGITS = 18  # any number of this many digits is below 2**63
 
 
 class Codec:
@@ -43,7 +49,9 @@ class Codec:
         self._digit_value[: len(DIGITS)] = np.arange(len(DIGITS))
         self._offset = -config.smallest_answer
         self._operand_format = f"0{config.operand_width}d"
-        self._powers = 10 ** np.arange(config.output_length - 1, -1, -1, dtype=np.int64)
+        # int64 decodes fast in numpy; wider answers would wrap silently in it.
+        self.answer_dtype = np.int64 if config.output_length <= INT64_DIGITS else object
+        self._powers = np.array([10**k for k in range(config.output_length - 1, -1, -1)], dtype=self.answer_dtype)
         self._operand_powers = 10 ** np.arange(config.operand_width - 1, -1, -1, dtype=np.int64)
         self._brackets = config.brackets
         self._input_length = config.input_length
@@ -267,10 +275,13 @@ class Codec:
 
     def encode_answers(self, values: Iterable[int]) -> np.ndarray:
         """Answers -> target indices, shape (n, output_length): ``answer_text`` done by numpy."""
-        shifted = np.fromiter(values, dtype=np.int64) + self._offset
+        if self.answer_dtype is object:
+            shifted = np.array([int(value) for value in values], dtype=object) + self._offset
+        else:
+            shifted = np.fromiter(values, dtype=np.int64) + self._offset
         if len(shifted) and (shifted.min() < 0 or shifted.max() >= 10**self.config.output_length):
             raise ValueError("an answer does not fit the model's output length")
-        digits = (shifted[:, np.newaxis] // self._powers) % 10
+        digits = ((shifted[:, np.newaxis] // self._powers) % 10).astype(np.int64)
         if self.config.reverse_output:
             digits = digits[:, ::-1]
         return self._symbol_index[ord("0") + digits]
@@ -286,7 +297,8 @@ class Codec:
         return np.frombuffer(data, dtype=self._input_dtype).reshape(self._one_shape)
 
     def decode_one(self, output: np.ndarray) -> int | None:
-        """decode_answers for a single row of output; None where the model wrote no number."""
+        """decode_answers for a single row of output, in plain Python (a few microseconds less
+        per query); None where the model wrote no number. Exact at any width, as decode_answers is."""
         indices = output.argmax(axis=-1) if output.ndim == 2 else output
         digits = self._digit_value[indices].tolist()
         if self.config.reverse_output:
@@ -302,12 +314,13 @@ class Codec:
         """Model output (probabilities or indices) -> (values, valid).
 
         ``valid`` is False where the model wrote anything but digits; such a row has
-        no answer and its value is 0. Vectorised: no Python loop over rows.
+        no answer and its value is 0. Values are of ``answer_dtype``. Vectorised: no
+        Python loop over rows.
         """
         indices = output.argmax(axis=-1) if output.ndim == 3 else output
         if self.config.reverse_output:
             indices = indices[:, ::-1]
         digits = self._digit_value[indices]
         valid = (digits >= 0).all(axis=1)
-        shifted = (np.maximum(digits, 0) * self._powers).sum(axis=1)
+        shifted = (np.maximum(digits, 0).astype(self.answer_dtype, copy=False) * self._powers).sum(axis=1)
         return np.where(valid, shifted - self._offset, 0), valid

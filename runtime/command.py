@@ -12,9 +12,14 @@ from __future__ import annotations
 import os
 import sys
 
+from .answer import OutputError
+
+READS_NO_STDIN = {"--help", "--version", "--list-models", "--info"}  # these print and exit
+
 
 def run() -> None:
-    """The entry point: a reader that goes away (``adder ... | head -1``) or Ctrl-C ends it quietly."""
+    """The entry point: a reader that goes away (``adder ... | head -1``) or Ctrl-C ends it quietly;
+    an output that cannot be written (closed, a full disk) is one error line and exit code 2."""
     try:
         dispatch()
     except BrokenPipeError:
@@ -23,6 +28,12 @@ def run() -> None:
         sys.exit(141)  # 128 + SIGPIPE, as a shell reports a command killed by it
     except KeyboardInterrupt:
         sys.exit(130)
+    except (OutputError, OSError) as exc:  # an OSError here: printing --info or --list-models, say
+        reason = str(exc) if isinstance(exc, OutputError) else f"cannot write: {exc.strerror or type(exc).__name__}"
+        sys.stderr.write(f"error: {reason}\n")
+        if sys.stdout is not None:  # what is left in its buffer would fail again at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(2)
 
 
 def dispatch() -> None:
@@ -32,6 +43,11 @@ def dispatch() -> None:
 
         # typer reads --model from ADDER_MODEL, an empty value counting as unset.
         sys.exit(answer_arguments(args, os.environ.get("ADDER_MODEL") or None))
+    may_read_stdin = "-" in args or all(arg.startswith("-") for arg in args)
+    if may_read_stdin and not READS_NO_STDIN.intersection(args):  # see adder.lines.hold_sigterm
+        from .lines import hold_sigterm
+
+        hold_sigterm()
     from .cli import app
 
     app()

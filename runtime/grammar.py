@@ -125,21 +125,33 @@ def values_of(expressions: Sequence[Expression]) -> np.ndarray:
 
     Training draws 50,000 expressions an epoch; evaluating each through the token
     parser took longer than a tenth of the epoch, so each shape is evaluated once,
-    on columns of terms (``shape_values``).
+    on columns of terms (``shape_values``). int64 where every value fits, else Python ints.
     """
-    out = np.empty(len(expressions), dtype=np.int64)
-    for shape, rows in group_by_shape(expressions).items():
-        out[rows] = shape_values(shape, np.array([expressions[row].terms for row in rows], dtype=np.int64))
+    parts = [
+        (rows, shape_values(shape, np.array([expressions[row].terms for row in rows], dtype=np.int64)))
+        for shape, rows in group_by_shape(expressions).items()
+    ]
+    exact = all(values.dtype != object for _, values in parts)
+    out = np.empty(len(expressions), dtype=np.int64 if exact else object)
+    for rows, values in parts:
+        out[rows] = values
     return out
 
 
 def shape_values(shape: Shape, terms: np.ndarray) -> np.ndarray:
-    """The values of every query of one shape, given its terms as rows of an int64 array."""
+    """The values of every query of one shape, given its terms as rows of an int64 array.
+
+    int64 when no value can reach 2**63, else Python ints (an ``object`` array): no
+    expression of n terms each at most M exceeds (M + 1) ** n in size, so this bound
+    decides before anything can wrap.
+    """
     n, operators, brackets = shape
-    columns = [terms[:, i] for i in range(n)]
+    largest = int(np.abs(terms).max()) if terms.size else 0
+    exact = (largest + 1) ** n < 2**63
+    columns = [terms[:, i] if exact else terms[:, i].astype(object) for i in range(n)]
     tokens = Expression(tuple(range(n)), operators, brackets).tokens()  # terms written as their column
     value = _evaluate(tokens, number=lambda token: columns[int(token)])
-    return np.asarray(value, dtype=np.int64)
+    return np.asarray(value, dtype=np.int64 if exact else object)
 
 
 def shape_text(shape: Shape) -> str:

@@ -6,8 +6,8 @@ import os
 import threading
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator
-from itertools import chain, islice
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,6 +58,10 @@ def _check_batch_arguments(queries, chunk_size) -> None:
         raise ValueError(f"chunk_size must be at least 1 query, got {chunk_size}")
 
 
+def _never() -> bool:
+    return False
+
+
 class ModelError(ValueError):
     """A model file that cannot be used: missing, unreadable, or not an adder model."""
 
@@ -91,7 +95,9 @@ def resolve_model(model: str | Path | None) -> Path:
     return Path(model)
 
 
-def _open_session(path: Path, threads: int, single: bool = False, optimize: bool = True) -> ort.InferenceSession:
+def _read_model(path: Path) -> bytes:
+    """A model file's bytes. An Adder opens every session from bytes read when it was made, so
+    files replaced or removed under a running Adder change nothing it answers."""
     if not path.exists():
         names = ", ".join(shipped_models())
         raise ModelError(f"{path}: no such file (shipped models: {names})")
@@ -99,6 +105,26 @@ def _open_session(path: Path, threads: int, single: bool = False, optimize: bool
         raise ModelError(f"{path}: is a directory, not an ONNX model file")
     if not path.is_file():
         raise ModelError(f"{path}: is not a regular file (a pipe or device?); give an ONNX model file")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+
+
+def _read_helper(path: Path, model: Path) -> bytes | None:
+    """A graph adder-export saved beside ``model``, or None when there is none to read."""
+    if path == model or not path.is_file():
+        return None
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _open_session(
+    data: bytes, path: Path, threads: int, single: bool = False, optimize: bool = True
+) -> ort.InferenceSession:
+    """A session on a model's bytes (``path`` names it in errors)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -114,7 +140,7 @@ def _open_session(path: Path, threads: int, single: bool = False, optimize: bool
         options.add_free_dimension_override_by_name(BATCH_DIM, 1)
         options.enable_cpu_mem_arena = False
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises several unrelated types for unreadable files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path}: not a readable ONNX model ({reason[:200]})") from None
@@ -172,15 +198,19 @@ class Adder:
         self._lock = threading.Lock()
         # With a one-query graph beside it, the model's own graph is opened only to read its
         # config and check its signature, unoptimised; single queries run on the other one.
+        self._model_bytes = _read_model(self.path)
         helper = single_graph_path(self.path)
-        has_single = helper != self.path and helper.is_file()
-        model_session = _open_session(self.path, 1, single=True, optimize=not has_single)
+        single_bytes = _read_helper(helper, self.path)
+        # Read now, opened on the first batch: what a later export writes is not this model.
+        self._batch_bytes = _read_helper(batch_graph_path(self.path), self.path)
+        model_session = _open_session(self._model_bytes, self.path, 1, single=True, optimize=single_bytes is None)
         self.config = _read_config(model_session, self.path)
         _check_signature(model_session, self.config, self.path)
-        single_session = self._open_helper(helper, single=True)  # about a third faster per query
+        single_session = self._open_helper(single_bytes, helper, single=True)  # about a third faster per query
         self.single_path = helper if single_session is not None else self.path  # the graph single queries run on
-        if single_session is None and has_single:  # unusable helper: the model's own graph, optimised
-            model_session = _open_session(self.path, 1, single=True)
+        self._single_bytes = single_bytes if single_session is not None else self._model_bytes
+        if single_session is None and single_bytes is not None:  # unusable helper: the model's own graph, optimised
+            model_session = _open_session(self._model_bytes, self.path, 1, single=True)
         self._session = model_session if single_session is None else single_session
         _LIVE.add(self)  # so a forked child rebuilds what threads it relies on (_after_fork)
         self.codec = Codec(self.config)
@@ -214,6 +244,20 @@ class Adder:
         for results, _clean in self._chunk_results(queries, chunk_size):
             yield from results
 
+    def answer_chunks(
+        self, chunks: Iterable[list[str]], idle: Callable[[], bool] | None = None
+    ) -> Iterator[tuple[list[str], list[int | QueryError]]]:
+        """Each chunk of queries with its results (answers or QueryErrors), in order.
+
+        Chunks are answered as ``results`` answers them, several in flight on the worker
+        pool. ``idle``, when given, says whether the next chunk would have to wait for
+        input (a person typing, a program waiting for one answer before it writes the next
+        query): then every chunk in flight is answered before the next is asked for, so
+        no query already read is held back.
+        """
+        for chunk, (results, _clean) in self._pipeline(chunks, idle or _never):
+            yield chunk, results
+
     def _chunk_results(self, queries: Iterable[str], chunk_size: int) -> Iterator[tuple[list, bool]]:
         """Each chunk's results in order, with whether all of them are answers (no QueryError)."""
         if hasattr(queries, "__len__") and self._threads > 1:
@@ -224,19 +268,35 @@ class Adder:
                 chunk_size = min(chunk_size, share)
         iterator = iter(queries)
         chunks = iter(lambda: list(islice(iterator, chunk_size)), [])
-        first = next(chunks, None)
-        second = next(chunks, None) if first is not None and self._threads > 1 else None
-        if second is None:  # one chunk (a few queries from the command line), or one thread
-            for chunk in chain([first] if first is not None else [], chunks):
-                yield self._answer_chunk(chunk)
-            return
-        pool, pending = self._pool(), deque()
-        for chunk in chain([first, second], chunks):
-            pending.append(pool.submit(self._answer_chunk, chunk))
-            if len(pending) > self._threads:
-                yield pending.popleft().result()
+        for _chunk, answered in self._pipeline(chunks, _never):
+            yield answered
+
+    def _pipeline(self, chunks: Iterable[list[str]], idle: Callable[[], bool]) -> Iterator[tuple[list[str], tuple]]:
+        """Each chunk with ``_answer_chunk``'s result, in order, at most one chunk more than
+        workers in flight. The first chunk is answered here, without the pool, unless a second
+        follows at once (a few queries from the command line, or one line typed at a terminal)."""
+        pending: deque = deque()
+        held: list[str] | None = None  # the first chunk, kept until a second shows the pool is worth it
+        for chunk in chunks:
+            if self._threads == 1 or (held is None and not pending and idle()):
+                yield chunk, self._answer_chunk(chunk)
+                continue
+            if held is None and not pending:
+                held = chunk
+                continue
+            pool = self._pool()
+            if held is not None:
+                pending.append((held, pool.submit(self._answer_chunk, held)))
+                held = None
+            pending.append((chunk, pool.submit(self._answer_chunk, chunk)))
+            while pending and (len(pending) > self._threads or idle()):
+                done, future = pending.popleft()
+                yield done, future.result()
+        if held is not None:
+            yield held, self._answer_chunk(held)
         while pending:
-            yield pending.popleft().result()
+            done, future = pending.popleft()
+            yield done, future.result()
 
     def _answer_chunk(self, chunk: list[str]) -> tuple[list[int | QueryError], bool]:
         codec = self.codec
@@ -279,14 +339,14 @@ class Adder:
             return np.zeros((0, self.config.output_length, len(self.config.alphabet)), dtype=np.float32)
         return np.concatenate([self._session.run(None, {self._input_name: row})[0] for row in x[:, np.newaxis]])
 
-    def _open_helper(self, path: Path, single: bool) -> ort.InferenceSession | None:
+    def _open_helper(self, data: bytes | None, path: Path, single: bool) -> ort.InferenceSession | None:
         """A graph adder-export saved beside the model (its one-query or batch graph), when it is
         the same model: same embedded config, training record included, and the signature that
         config implies. None when absent or unusable: the model's own graph answers the same."""
-        if path == self.path or not path.is_file():
+        if data is None:
             return None
         try:
-            session = _open_session(path, 1, single=single)
+            session = _open_session(data, path, 1, single=single)
             if _read_config(session, path).to_json() != self.config.to_json():
                 return None
             _check_signature(session, self.config, path)
@@ -304,7 +364,7 @@ class Adder:
         self._lock = threading.Lock()
         self._executor = None
         self._batch_session = None
-        self._session = _open_session(self.single_path, 1, single=True)
+        self._session = _open_session(self._single_bytes, self.single_path, 1, single=True)
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -323,9 +383,9 @@ class Adder:
     def _open_batch_session(self) -> ort.InferenceSession:
         """The batch graph saved beside the model (see _open_helper), else the model's own graph;
         the batch dimension is left free."""
-        session = self._open_helper(batch_graph_path(self.path), single=False)
+        session = self._open_helper(self._batch_bytes, batch_graph_path(self.path), single=False)
         if session is None:
             self.batch_path = self.path
-            return _open_session(self.path, 1)
+            return _open_session(self._model_bytes, self.path, 1)
         self.batch_path = batch_graph_path(self.path)
         return session

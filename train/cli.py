@@ -6,7 +6,9 @@ the `train` extra work without TensorFlow installed.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import math
 import os
 import shlex
 import sys
@@ -16,10 +18,13 @@ from typing import Annotated
 
 import typer
 
-from adder.config import ConfigError, ModelConfig
+from adder.answer import printable
+from adder.config import MAX_CONFIG_CHARS, ConfigError, ModelConfig
 from adder.train.device import BACKENDS
 from adder.train.recipes import DEFAULT_RECIPE, RECIPES, recipe_named
 
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding, which Keras uses, takes no more
+MAX_SAMPLES = 100_000_000  # an epoch's queries are built in memory: about 30 GB at this many
 EXTRA_HINT = (
     "error: training needs the train extra; install it with: pip install '.[train]' "
     "(or '.[jax]' to train with JAX and no TensorFlow)"
@@ -31,7 +36,8 @@ plot_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 def fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    """Print one error line (control characters in a path escaped, see adder.answer.printable); exit 2."""
+    typer.echo(f"error: {printable(message)}", err=True)
     return typer.Exit(2)
 
 
@@ -50,11 +56,10 @@ def require_training_stack(backend: str = "auto") -> str:
         if chosen == "tensorflow" and backend == "auto":
             typer.echo(EXTRA_HINT, err=True)
         else:
-            extra = BACKEND_EXTRA[chosen]
+            extra = BACKEND_EXTRA.get(chosen)
+            install = f"pip install '.[{extra}]'" if extra else "pip install " + " ".join(missing)
             typer.echo(
-                f"error: training with {chosen} needs {' and '.join(missing)}; "
-                f"install them with: pip install '.[{extra}]'",
-                err=True,
+                f"error: training with {chosen} needs {' and '.join(missing)}; install them with: {install}", err=True
             )
         raise typer.Exit(1)
     os.environ["KERAS_BACKEND"] = chosen
@@ -213,10 +218,19 @@ def train(
     term_weights = parse_term_mix(plan.term_mix, max_terms - min_terms + 1)
     checks = [
         (plan.check_sample >= 0, f"--check-sample must be 0 or more queries, got {plan.check_sample}"),
+        (
+            plan.check_sample <= MAX_SAMPLES,
+            f"--check-sample must be at most {MAX_SAMPLES:,} queries, got {plan.check_sample:,}",
+        ),
         (plan.epochs >= 1, f"--epochs must be at least 1, got {plan.epochs}"),
         (plan.samples >= 1, f"--samples must be at least 1, got {plan.samples}"),
+        (plan.samples <= MAX_SAMPLES, f"--samples must be at most {MAX_SAMPLES:,} an epoch, got {plan.samples:,}"),
         (plan.batch_size >= 1, f"--batch-size must be at least 1, got {plan.batch_size}"),
-        (0 <= plan.seed < 2**32, f"--seed must be an integer from 0 to {2**32 - 1}, got {plan.seed}"),
+        (plan.seed >= 0, f"--seed must be a non-negative integer, got {plan.seed}"),
+        (
+            plan.seed <= MAX_SEED,
+            f"--seed must be at most {MAX_SEED:,} (what the random generators take), got {plan.seed:,}",
+        ),
         (plan.curriculum >= 0, f"--curriculum must be 0 or more epochs, got {plan.curriculum}"),
         (0 <= plan.small_operands <= 1, f"--small-operands must be between 0 and 1, got {plan.small_operands}"),
         (0 <= plan.replay_share < 1, f"--replay-share must be at least 0 and below 1, got {plan.replay_share}"),
@@ -233,7 +247,7 @@ def train(
         ),
         (
             0 < plan.learning_rate < float("inf"),
-            f"--learning-rate must be a positive finite number, got {plan.learning_rate}",
+            f"--learning-rate must be a finite number above 0, got {plan.learning_rate}",
         ),
         (
             plan.schedule in ("constant", "cosine"),
@@ -337,13 +351,13 @@ def parse_term_mix(text: str, counts: int) -> tuple[float, ...]:
         raise fail(f"--term-mix needs {counts} weight(s), one per term count of --terms, got {text!r}")
     if any(not w >= 0 or w == float("inf") for w in weights) or not sum(weights) > 0:
         raise fail(f"--term-mix weights must be finite, non-negative and not all 0, got {text!r}")
+    if not math.isfinite(sum(weights)):
+        raise fail(f"--term-mix weights must add up to a finite number, got {text!r}; scale them down")
     return weights
 
 
 def load_init(path: Path, config):
     """The model to fine-tune and what the record says of it; refused unless its domain is ours."""
-    import hashlib
-
     from adder.train.archive import ArchiveError, load_keras
 
     try:
@@ -357,12 +371,37 @@ def load_init(path: Path, config):
         )
     started_from = {
         "path": str(path),
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "sha256": file_sha256(path),
         "command": init_config.training.get("command"),
-        "arch": init_config.training.get("arch", "unrecorded"),
-        "layers": init_config.training.get("layers") or layers_of(model),
+        "arch": str(init_config.training.get("arch", "unrecorded")),
+        "layers": recorded_layers(init_config.training.get("layers")) or layers_of(model),
     }
     return model, started_from
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def recorded_layers(layers) -> dict | None:
+    """A record's layer sizes, or None where a hand-edited record holds anything else
+    (the sizes are then read off the model itself)."""
+    if not isinstance(layers, dict) or not {"encoder", "decoder"} <= set(layers) <= {"encoder", "decoder", "embedding"}:
+        return None
+    sizes = (
+        [*layers["encoder"], *layers["decoder"]]
+        if all(isinstance(layers[k], list) for k in ("encoder", "decoder"))
+        else []
+    )
+    embedding = layers.get("embedding", 0)
+    whole = all(isinstance(n, int) and not isinstance(n, bool) for n in [*sizes, embedding])
+    if not sizes or not whole or min(sizes) < 1 or embedding < 0:
+        return None
+    return layers
 
 
 def layers_of(model) -> dict:
@@ -476,6 +515,7 @@ def evaluate_models(
     An .onnx model is answered through the runtime's string API on every core, exactly
     as `adder -` answers; a .keras model through Keras.
     """
+    check_eval_arguments(models, json_out)
     from adder.train.evaluate import evaluate, write_json
 
     result = None
@@ -491,6 +531,35 @@ def evaluate_models(
             write_json(result, json_out, {"model": str(path), "config": config.to_dict(), "seconds": seconds})
     if result and result.wrong:
         raise typer.Exit(1)
+
+
+def check_eval_arguments(models: list[Path], json_out: Path | None) -> None:
+    """Everything adder-eval reads or writes, checked before any model is evaluated: an hour's
+    evaluation must not end in a refusal to write its figures."""
+    for path in models:
+        if path.is_dir():
+            raise fail(f"{path} is a folder; give a .keras or .onnx model file")
+        if not path.is_file():
+            raise fail(f"{path}: no such file")
+        if path.suffix == ".keras":
+            from adder.train.archive import ArchiveError, read_keras_config
+
+            try:
+                read_keras_config(path)
+            except (ArchiveError, ConfigError) as exc:
+                raise fail(str(exc)) from None
+    if json_out is None:
+        return
+    if json_out.is_dir():
+        raise fail(f"--json {json_out} is a folder; give a file name such as figures.json")
+    if not json_out.parent.is_dir():
+        raise fail(f"--json folder {json_out.parent} does not exist")
+    from adder.train.archive import WriteError, check_writable
+
+    try:
+        check_writable(json_out.parent)
+    except WriteError as exc:
+        raise fail(f"--json: {exc}") from None
 
 
 class ProgressBar:
@@ -520,12 +589,13 @@ def predictor_for(path: Path):
     if path.suffix == ".keras":
         require_training_stack()
         from adder.train.archive import ArchiveError, load_keras
-        from adder.train.fit import keras_predictor
 
         try:
             model, config = load_keras(path)
         except (ArchiveError, ConfigError) as exc:
             raise fail(str(exc)) from None
+        from adder.train.fit import keras_predictor
+
         return keras_predictor(model, config), config
     from adder import Adder, ModelError
 
@@ -546,7 +616,7 @@ def onnx_predictor(adder):
         template = shape_text(shape)
         results = list(adder.results(template.format(*row) for row in terms.tolist()))
         valid = np.array([isinstance(r, int) for r in results])
-        return np.array([r if isinstance(r, int) else 0 for r in results], dtype=np.int64), valid
+        return np.array([r if isinstance(r, int) else 0 for r in results], dtype=adder.codec.answer_dtype), valid
 
     predict.takes_blocks = True
     return predict
@@ -561,25 +631,44 @@ def plot_record(
 ) -> None:
     """Redraw the training curves (loss, probe exact-match, full checks, replay pool) from a record."""
     if importlib.util.find_spec("matplotlib") is None:
-        typer.echo(EXTRA_HINT.replace("training needs", "drawing curves needs"), err=True)
+        typer.echo(
+            "error: drawing curves needs matplotlib; install it with: pip install '.[train]' (or '.[jax]')", err=True
+        )
         raise typer.Exit(1)
+    target = out or record.with_suffix(".png")
+    checks = [
+        (not target.is_dir(), f"--out {target} is a folder; give a file name ending in .png"),
+        (target.suffix == ".png", f"--out must end in .png, got {target}"),
+        (target.parent.is_dir(), f"--out folder {target.parent} does not exist"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise fail(message)
+    from adder.train.archive import WriteError, check_writable
+    from adder.train.plot import draw_curves, record_problem
+
     try:
         config = read_record(record)
+        check_writable(target.parent)
+    except WriteError as exc:
+        raise fail(f"--out: {exc}") from None
     except (OSError, ValueError) as exc:
         raise fail(str(exc)) from None
-    from adder.train.plot import draw_curves
-
-    target = out or record.with_suffix(".png")
+    problem = record_problem(config.training)
+    if problem:
+        raise fail(f"{record}: {problem}")
     try:
         draw_curves(config.training, target, title=f"{record.name}: {config.describe()}")
-    except ValueError as exc:
-        raise fail(f"{record}: {exc}") from None
-    except OSError as exc:
-        raise fail(f"cannot write {target}: {exc.strerror or exc}") from None
+    except WriteError as exc:
+        raise fail(str(exc)) from None
     typer.echo(f"wrote {target}")
 
 
 def read_record(path: Path) -> ModelConfig:
+    """The config and training record in model.json, a .keras or an .onnx file; at most
+    MAX_CONFIG_CHARS of a record are ever read, whatever its size."""
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give model.json or a .keras / .onnx model")
     if path.suffix == ".keras":
         from adder.train.archive import read_keras_config
 
@@ -590,7 +679,14 @@ def read_record(path: Path) -> ModelConfig:
         return Adder(path).config
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
-    return ModelConfig.from_json(path.read_text())
+    with open(path, encoding="utf-8", errors="surrogateescape") as file:
+        text = file.read(MAX_CONFIG_CHARS + 1)
+    if len(text) > MAX_CONFIG_CHARS:
+        raise ValueError(f"{path}: longer than {MAX_CONFIG_CHARS:,} characters; refused")
+    try:
+        return ModelConfig.from_json(text)
+    except ConfigError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def plot_main() -> None:

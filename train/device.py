@@ -12,9 +12,9 @@ import os
 import platform
 
 BACKENDS = ("auto", "tensorflow", "jax", "torch")
-# The package each backend needs, and the extra that installs it.
+# The package each backend needs, and the extra that installs it (none installs torch).
 BACKEND_PACKAGE = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
-BACKEND_EXTRA = {"tensorflow": "train", "jax": "jax", "torch": "train"}
+BACKEND_EXTRA = {"tensorflow": "train", "jax": "jax"}
 
 
 def installed(package: str) -> bool:
