@@ -189,11 +189,12 @@ def test_a_clean_sample_calls_for_the_whole_domain_only_once_the_pool_is_right(
     monkeypatch.setattr(fit_module, "answers_right", scripted_right)
     config = ModelConfig(max_operand=9)
     settings = fit_module.TrainSettings(epochs=3, samples=200, check_every=1, check_sample=50, replay_share=0.25)
-    model, history, result = fit_module.fit(
+    model, history, outcome = fit_module.fit(
         config, Architecture((4,), (4,)), settings, tmp_path / "m.keras", log=lambda _: None, stop_when_exact=True
     )
     assert calls[:2] == ([50, 0] if exhaustive else [50, 50])
     if exhaustive:  # the exhaustive check found nothing wrong: the run ends after epoch 1
-        assert result.method == "exhaustive" and len([h for h in history if "loss" in h]) == 1
-    else:
-        assert result is None and all("full_check_wrong" not in h for h in history)
+        assert outcome.exact and outcome.result.method == "exhaustive"
+        assert len([h for h in history if "loss" in h]) == 1
+    else:  # never exact: the budget (one cycle of 3 epochs here) runs out
+        assert not outcome.exact and outcome.result is None and all("full_check_wrong" not in h for h in history)
