@@ -25,11 +25,13 @@ def run(recipe: str, seed: int, folder: Path, extra: list[str]) -> dict:
     out = folder / f"{recipe}-s{seed}.keras"
     record = out.with_suffix(".json")
     command = ["adder-train", "--recipe", recipe, "--seed", str(seed), *extra, "--out", str(out)]
+    beside = Path(sys.executable).with_name("adder-train")  # the environment this script runs in
+    program = [str(beside)] if beside.exists() else command[:1]
     wall = None
     if not (record.exists() and not out.with_name(out.name + ".ckpt").exists()):
         started = time.perf_counter()
         with open(out.with_suffix(".log"), "w") as log:
-            subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
+            subprocess.run([*program, *command[1:]], stdout=log, stderr=subprocess.STDOUT, check=False)
         wall = time.perf_counter() - started
     training = json.loads(record.read_text())["training"]
     history = training["history"]

@@ -29,7 +29,20 @@ def show_models() -> None:
             if group.endswith("every query") or (exhaustive and group.endswith(" terms")):
                 share = (counts["total"] - counts["wrong"]) / counts["total"]
                 measured += f"; {group.removesuffix(', every query')}: {100 * share:.4f}% (exhaustive)"
-        typer.echo(f"{name}: {config.describe()}; {measured}")
+        typer.echo(f"{name}: {config.describe()}; {size_of(config.training)}{measured}")
+
+
+def size_of(record: dict) -> str:
+    """'LSTM 24/24, 8,556 parameters; ' from a training record (what it holds of it)."""
+    layers, count = record.get("layers"), record.get("parameters")
+    sizes = [layers.get(part) for part in ("encoder", "decoder")] if isinstance(layers, dict) else []
+    readable = len(sizes) == 2 and all(
+        isinstance(units, list) and units and all(type(u) is int for u in units) for units in sizes
+    )
+    words = ["LSTM " + "/".join(",".join(map(str, units)) for units in sizes) if readable else ""]
+    words.append(f"{count:,} parameters" if isinstance(count, int) and not isinstance(count, bool) else "")
+    text = ", ".join(w for w in words if w)
+    return f"{text}; " if text else ""
 
 
 @app.command()

@@ -1,6 +1,7 @@
 """The `adder` command as a user meets it: a fresh process, arguments and stdin in, lines out."""
 
 import json
+import re
 
 from tests.conftest import run_adder
 
@@ -58,9 +59,22 @@ def test_version_and_list_models():
     assert run_adder("--version").stdout.decode().startswith("adder ")
     listing = run_adder("--list-models").stdout.decode().splitlines()
     assert len(listing) == 2  # the batch graphs beside them are not models of their own
-    assert listing[0].startswith("arith: 2-3 terms in 0..99, operators +-, brackets; exact-match")
-    assert "2 terms: 100.0000% (exhaustive)" in listing[0]
+    assert listing[0].startswith("arith: 2-3 terms in 0..99, operators +-, brackets; LSTM ")
+    assert "2 terms: 100.0000% (exhaustive)" in listing[0] and "exact-match 100.0000% (exhaustive)" in listing[0]
     assert listing[1].startswith("default: 2 terms in 0..999") and "exact-match 100.0000% (exhaustive)" in listing[1]
+    # the size each record holds: layers, and parameters where the record counts them
+    assert re.search(r"; LSTM \d+/\d+(, [\d,]+ parameters)?; exact-match", listing[1])
+
+
+def test_list_models_reads_sizes_only_from_a_well_formed_record():
+    from adder.cli import size_of
+
+    assert size_of({"layers": {"encoder": [24], "decoder": [24]}, "parameters": 8556}) == (
+        "LSTM 24/24, 8,556 parameters; "
+    )
+    assert size_of({"layers": {"encoder": [64, 64], "decoder": [32]}}) == "LSTM 64,64/32; "
+    for hostile in ({}, {"layers": "24/24"}, {"layers": {"encoder": [True], "decoder": [1]}}, {"parameters": "9"}):
+        assert size_of(hostile) == ""
 
 
 def test_the_arith_model_answers_brackets_and_negative_results():
