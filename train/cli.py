@@ -75,9 +75,12 @@ def parse_terms(text: str) -> tuple[int, int]:
         raise fail(f"--terms takes a number or a range like 2-4, got {text!r}") from None
 
 
-def option(help: str, *names: str, **kwargs):
-    """A training option whose default is the recipe's (None here means: not given)."""
-    return typer.Option(*names, help=help, show_default=False, **kwargs)
+def option(field: str, help: str, *names: str, **kwargs):
+    """A training option whose default is the recipe's (None here means: not given); --help
+    shows the default recipe's value, which is what it means unset."""
+    value = getattr(RECIPES[DEFAULT_RECIPE], field)
+    shown = ("on" if value else "off") if isinstance(value, bool) else (value if value != "" else "''")
+    return typer.Option(*names, help=f"{help} (default recipe: {shown})", show_default=False, **kwargs)
 
 
 @train_app.command()
@@ -92,81 +95,94 @@ def train(
             "Every option below overrides it; unset, it takes the recipe's value."
         ),
     ] = DEFAULT_RECIPE,
-    terms: Annotated[str | None, option("Number of terms per query: N, or a range MIN-MAX.")] = None,
-    smallest: Annotated[int | None, option("Smallest operand in the domain.")] = None,
-    largest: Annotated[int | None, option("Largest operand in the domain.")] = None,
-    ops: Annotated[str | None, option("Operators to learn, any of + - * (e.g. '+-').")] = None,
-    brackets: Annotated[bool | None, option("Also learn round brackets around any sub-expression.")] = None,
+    terms: Annotated[str | None, option("terms", "Number of terms per query: N, or a range MIN-MAX.")] = None,
+    smallest: Annotated[int | None, option("smallest", "Smallest operand in the domain.")] = None,
+    largest: Annotated[int | None, option("largest", "Largest operand in the domain.")] = None,
+    ops: Annotated[str | None, option("ops", "Operators to learn, any of + - * (e.g. '+-').")] = None,
+    brackets: Annotated[bool | None, option("brackets", "Also learn round brackets around any sub-expression.")] = None,
     arch: Annotated[
         str | None,
         option(
+            "arch",
             "Layer sizes: 'seed' (the tutorial's 100/50 LSTMs), 'wide' (128/128), or ENCODER/DECODER "
-            "LSTM units such as 64/64 (comma-separated for stacked layers: 64,64/64)."
+            "LSTM units such as 64/64 (comma-separated for stacked layers: 64,64/64).",
         ),
     ] = None,
-    epochs: Annotated[int | None, option("Length of the first learning-rate cycle, in epochs.")] = None,
-    samples: Annotated[int | None, option("Random queries drawn per epoch.")] = None,
-    batch_size: Annotated[int | None, option("Queries per gradient step.")] = None,
-    learning_rate: Annotated[float | None, option("Adam's learning rate (the first cycle's peak).")] = None,
+    epochs: Annotated[int | None, option("epochs", "Length of the first learning-rate cycle, in epochs.")] = None,
+    samples: Annotated[int | None, option("samples", "Random queries drawn per epoch.")] = None,
+    batch_size: Annotated[int | None, option("batch_size", "Queries per gradient step.")] = None,
+    learning_rate: Annotated[
+        float | None, option("learning_rate", "Adam's learning rate (the first cycle's peak).")
+    ] = None,
     schedule: Annotated[
-        str | None, option("Learning rate within a cycle: 'cosine' (decays to 0) or 'constant'.")
+        str | None, option("schedule", "Learning rate within a cycle: 'cosine' (decays to 0) or 'constant'.")
     ] = None,
-    reverse: Annotated[bool | None, option("Feed the query to the encoder reversed.")] = None,
+    reverse: Annotated[bool | None, option("reverse", "Feed the query to the encoder reversed.")] = None,
     reverse_output: Annotated[
-        bool | None, option("Have the decoder write the answer's last digit first, as carries flow.")
+        bool | None, option("reverse_output", "Have the decoder write the answer's last digit first, as carries flow.")
     ] = None,
-    encoding: Annotated[str | None, option("'onehot' vectors, or 'index' with an Embedding layer.")] = None,
-    seed: Annotated[int | None, option("Seed for weights and data; same seed, same machine, same model.")] = None,
+    encoding: Annotated[str | None, option("encoding", "'onehot' vectors, or 'index' with an Embedding layer.")] = None,
+    seed: Annotated[
+        int | None, option("seed", "Seed for weights and data; same seed, same machine, same model.")
+    ] = None,
     curriculum: Annotated[
         int | None,
         option(
+            "curriculum",
             "With a range of --terms: epochs spent on each term count before the next is added "
-            "(the fewest terms first); 0 draws the whole grammar from the start."
+            "(the fewest terms first); 0 draws the whole grammar from the start.",
         ),
     ] = None,
     small_operands: Annotated[
         float | None,
         option(
+            "small_operands",
             "Share of operands drawn with a uniform digit count (so 7 is as likely as 70..99), "
-            "which uniform draws starve."
+            "which uniform draws starve.",
         ),
     ] = None,
     replay_share: Annotated[
         float | None,
-        option("Share of each epoch replayed from the queries checks found wrong (0 turns replay off)."),
+        option(
+            "replay_share", "Share of each epoch replayed from the queries checks found wrong (0 turns replay off)."
+        ),
     ] = None,
     check_every: Annotated[
         int | None,
         option(
+            "check_every",
             "Check the domain every N epochs (refilling the replay pool); 0 checks whenever the probe "
-            "(10,000 queries drawn uniformly over the domain) is all right. Every cycle also ends with a check."
+            "(10,000 queries drawn uniformly over the domain) is all right. Every cycle also ends with a check.",
         ),
     ] = None,
     term_mix: Annotated[
         str | None,
         option(
+            "term_mix",
             "Draws per term count, fewest first, as weights like '1:9' (with --terms 2-3: 10% two-term "
-            "queries); '' draws every count alike, whatever share of the domain it holds."
+            "queries); '' draws every count alike, whatever share of the domain it holds.",
         ),
     ] = None,
     check_sample: Annotated[
         int | None,
         option(
+            "check_sample",
             "Make the checks look at this many queries drawn uniformly over the domain, not all of them; "
             "the whole domain is checked once a sample and every pooled query are right, and only that "
-            "can end a run as exact. 0 checks every query."
+            "can end a run as exact. 0 checks every query.",
         ),
     ] = None,
     max_epochs: Annotated[
         int | None,
         option(
+            "max_epochs",
             "Budget: epochs in all, over every cycle. A run that is not exact when it is spent exits 1, "
-            "keeping its checkpoint: rerun with a larger budget to go on."
+            "keeping its checkpoint: rerun with a larger budget to go on.",
         ),
     ] = None,
     max_minutes: Annotated[
         float | None,
-        option("Budget: minutes of training and checks (over resumes too); 0 sets no limit."),
+        option("max_minutes", "Budget: minutes of training and checks (over resumes too); 0 sets no limit."),
     ] = None,
     init: Annotated[
         Path | None,
