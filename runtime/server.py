@@ -12,6 +12,7 @@ set loaded at start, so no request can make the server open a file.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import signal
@@ -37,6 +38,7 @@ class Limits:
     """What one request may ask for; anything over is refused with 413 before any model work."""
 
     max_body_bytes: int = 1_000_000
+    max_head_bytes: int = 1_000_000  # the request line and headers (uvicorn sets no cap of its own)
     # 10,000 queries are 25-50 ms of model time on two cores; more would make every other client wait.
     max_queries: int = 10_000
 
@@ -267,20 +269,29 @@ def _exit_quietly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def run(app: Starlette, sock: socket.socket) -> None:
+def run(app: Starlette, sock: socket.socket, loop: str = "auto", http: str = "auto", limits: Limits = Limits()) -> None:
     """Serve until SIGTERM or Ctrl-C: stop accepting, answer every request in flight, return.
+
+    ``loop`` and ``http`` are uvicorn's: "auto" takes uvloop and httptools (the serve
+    extra's), httptools with a cap on the request head (adder.protocol).
 
     uvicorn drains the connections, then raises the signal again with the handler it
     found installed; SIGTERM's is set here to exit 0, since a drained stop is a clean one.
     """
     import uvicorn
 
+    if http in ("auto", "httptools") and importlib.util.find_spec("httptools") is not None:
+        from .protocol import capped_protocol
+
+        http = capped_protocol(limits.max_head_bytes)
     config = uvicorn.Config(
         app,
         log_level="warning",
         access_log=False,  # a log line per request would cost more than answering it
         timeout_graceful_shutdown=GRACE_SECONDS,
         lifespan="on",
+        loop=loop,
+        http=http,
     )
     signal.signal(signal.SIGTERM, _exit_quietly)
     uvicorn.Server(config).run(sockets=[sock])

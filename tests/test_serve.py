@@ -209,6 +209,28 @@ def test_a_chunked_body_is_refused_once_it_passes_the_limit(port):
     assert reply.startswith(b"HTTP/1.1 413 ") and b"bytes" in reply
 
 
+@pytest.mark.parametrize(("start", "status"), [(b"GET /add?q=", b"414"), (b"GET /health HTTP/1.1\r\nX-Long: ", b"431")])
+def test_a_request_line_or_headers_without_end_are_cut_off_at_the_limit(port, start, status):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sent, piece = 0, b"1" * 65536
+    try:
+        sock.sendall(start)
+        while sent < 32 * LIMITS.max_head_bytes:
+            sock.sendall(piece)
+            sent += len(piece)
+    except OSError:  # the server closed the connection
+        pass
+    try:
+        reply = sock.recv(4096)
+    except OSError:  # reset before the reply could be read
+        reply = b""
+    sock.close()
+    # (what the kernel buffers on both sides of a loopback connection, several MB, is sent regardless)
+    assert sent < 32 * LIMITS.max_head_bytes, "the server kept reading a request head with no end"
+    assert reply == b"" or reply.startswith(b"HTTP/1.1 " + status)
+    assert request(port, "GET", "/health")[:2] == (200, {"status": "ok"})
+
+
 def test_more_queries_than_the_limit_is_413_naming_it(port):
     status, data = post(port, {"queries": ["1"] * (LIMITS.max_queries + 1)})
     assert status == 413 and f"at most {LIMITS.max_queries:,}" in data["error"]
