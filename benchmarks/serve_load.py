@@ -16,7 +16,7 @@ more of /health; POSTs of 1,000 at 0.7x or more of Adder.batch). Not a test; run
 Bounded: every measurement stops after --requests requests or --seconds seconds,
 whichever comes first, and the server is stopped at the end. Traffic goes to
 127.0.0.1 only. --wait runs the server with a batching wait other than the shipped one,
-through the same app (to measure the choice).
+through the same app (to measure the choice), and --plain without uvloop and httptools.
 """
 
 from __future__ import annotations
@@ -38,14 +38,15 @@ from adder import Adder
 
 HOST = "127.0.0.1"
 POST_QUERIES = 1000
-LAUNCH_WITH_WAIT = (
+LAUNCH_APP = (
     "import sys\n"
     "from adder.batching import BatchSettings\n"
     "from adder.server import build_app, listen, open_models, run\n"
     "models, default = open_models(sys.argv[2] or None)\n"
     "sock = listen('127.0.0.1', 0)\n"
     "print(f'adder serve: at http://127.0.0.1:{sock.getsockname()[1]};', file=sys.stderr, flush=True)\n"
-    "run(build_app(models, default, batching=BatchSettings(wait=float(sys.argv[1]))), sock)\n"
+    "app = build_app(models, default, batching=BatchSettings(wait=float(sys.argv[1])))\n"
+    "run(app, sock, *sys.argv[3:])\n"
 )
 
 
@@ -65,13 +66,14 @@ class Tally:
         return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def start_server(model: str | None, wait: float | None) -> tuple[subprocess.Popen, int]:
-    if wait is None:
+def start_server(model: str | None, wait: float | None, plain: bool = False) -> tuple[subprocess.Popen, int]:
+    if wait is None and not plain:
         command = [sys.executable, "-m", "adder", "serve", "--host", HOST, "--port", "0"]
         if model:
             command += ["--model", model]
     else:
-        command = [sys.executable, "-c", LAUNCH_WITH_WAIT, str(wait), model or ""]
+        command = [sys.executable, "-c", LAUNCH_APP, str(wait or 0), model or ""]
+        command += ["asyncio", "h11"] if plain else []
     server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     line = server.stderr.readline()
     found = re.search(r"http://127\.0\.0\.1:(\d+)", line)
@@ -206,6 +208,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the table gives medians")
     parser.add_argument("--post-clients", type=int, nargs="+", default=[1, 4], help="clients posting 1,000 queries")
     parser.add_argument("--wait", type=float, help="the server's batching wait in seconds (default: as shipped)")
+    parser.add_argument("--plain", action="store_true", help="uvicorn on asyncio and h11, without uvloop and httptools")
     args = parser.parse_args()
 
     adder = Adder(args.model)
@@ -217,7 +220,7 @@ def main() -> None:
         raise SystemExit("the model is not exact on these queries: 'wrong' would not be the server's doing")
     post_expected = [expected_body({"results": [{"query": q, "answer": v} for q, v in pairs]}) for pairs in posted]
 
-    server, port = start_server(args.model, args.wait)
+    server, port = start_server(args.model, args.wait, args.plain)
     rows: dict[tuple[int, str], list[Tally]] = {}
     posts: dict[int, list[Tally]] = {}
     batch_rates: list[float] = []
@@ -248,6 +251,7 @@ def report(args, rows, posts, batch_rates, server_exit: int) -> None:
     print(f"adder serve under load on {HOST} ({os.cpu_count()} cores); medians of {args.rounds} interleaved rounds,")
     print(
         f"each measurement at most {args.requests:,} requests or {args.seconds:g} s; wait: {args.wait or 'as shipped'}"
+        + ("; uvicorn on asyncio and h11" if args.plain else "")
     )
     print()
     print(f"| {'clients':>7} | {'endpoint':<8} | {'requests/s':>10} | {'p50 ms':>7} | {'p99 ms':>7} | wrong | batch |")
