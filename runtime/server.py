@@ -12,6 +12,7 @@ set loaded at start, so no request can make the server open a file.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import re
@@ -39,6 +40,9 @@ class Limits:
 
     max_body_bytes: int = 1_000_000
     max_head_bytes: int = 1_000_000  # the request line and headers (uvicorn sets no cap of its own)
+    # A client too slow for these holds a connection no longer (no cap on connections held idle).
+    head_seconds: float = 10.0  # from connecting, or from a request's first byte, to the end of its headers
+    body_seconds: float = 30.0  # from the end of the headers to the end of the body (1 MB at 33 KB/s)
     # 10,000 queries are 25-50 ms of model time on two cores; more would make every other client wait.
     max_queries: int = 10_000
 
@@ -73,7 +77,7 @@ def json_response(payload: object, status: int = 200, headers: Mapping[str, str]
 
 def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
     # A refused body may still be arriving; closing the connection keeps it from being read as a request.
-    if status == 413:
+    if status in (408, 413):
         headers = {**(headers or {}), "connection": "close"}
     return json_response({"error": message}, status, headers)
 
@@ -197,9 +201,11 @@ def build_app(
     async def add(request: Request) -> Response:
         if request.method == "POST":
             try:
-                body = await read_body(request, limits.max_body_bytes)
+                body = await asyncio.wait_for(read_body(request, limits.max_body_bytes), limits.body_seconds)
             except ClientDisconnect:
                 return Response(status_code=400)  # nobody is left to read it
+            except asyncio.TimeoutError:
+                raise RequestError(408, f"the request body took over {limits.body_seconds:g} s to arrive") from None
             queries, model = parse_add_body(body, limits)
             results, batch = await batcher_for(model).answer(queries)
             headers = {"x-batch-queries": str(batch)}
@@ -283,7 +289,7 @@ def run(app: Starlette, sock: socket.socket, loop: str = "auto", http: str = "au
     if http in ("auto", "httptools") and importlib.util.find_spec("httptools") is not None:
         from .protocol import capped_protocol
 
-        http = capped_protocol(limits.max_head_bytes)
+        http = capped_protocol(limits.max_head_bytes, limits.head_seconds)
     config = uvicorn.Config(
         app,
         log_level="warning",

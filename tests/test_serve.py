@@ -327,6 +327,75 @@ def test_a_stalled_or_vanished_client_does_not_block_others(port):
     half.close()
 
 
+QUICK = (
+    "import sys\n"
+    "from adder.server import Limits, build_app, listen, open_models, run\n"
+    "limits = Limits(head_seconds=0.5, body_seconds=0.5)\n"
+    "models, default = open_models(None)\n"
+    "sock = listen('127.0.0.1', 0)\n"
+    "print(f'at http://127.0.0.1:{sock.getsockname()[1]};', file=sys.stderr, flush=True)\n"
+    "run(build_app(models, default, limits), sock, limits=limits)\n"
+)
+
+
+@pytest.fixture(scope="module")
+def impatient_port():
+    """A server whose clients have half a second for a request head, and half a second for a body."""
+    process = subprocess.Popen([sys.executable, "-c", QUICK], stderr=subprocess.PIPE, text=True)
+    line = process.stderr.readline()
+    found = re.search(r"http://127\.0\.0\.1:(\d+);", line)
+    assert found, line + process.stderr.read()
+    yield int(found.group(1))
+    assert stop(process) == 0
+
+
+def reply_after(sock: socket.socket, seconds: float) -> tuple[bytes, float]:
+    """What the server sends until it closes the connection, and how long that took."""
+    started, reply = time.monotonic(), b""
+    sock.settimeout(seconds)
+    while chunk := sock.recv(65536):
+        reply += chunk
+    return reply, time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [b"", b"GET /add?q=1%2B1 HTTP/1.1\r\nHost: x\r\n"],  # nothing at all; headers that never end
+)
+def test_a_connection_without_a_complete_head_is_closed_in_time(impatient_port, sent):
+    with socket.create_connection(("127.0.0.1", impatient_port)) as sock:
+        sock.sendall(sent)
+        reply, seconds = reply_after(sock, 10)
+    assert reply.startswith(b"HTTP/1.1 408 ") and b"within 0.5 s" in reply
+    assert 0.4 < seconds < 5
+
+
+def test_a_head_sent_a_byte_at_a_time_is_cut_off(impatient_port):
+    with socket.create_connection(("127.0.0.1", impatient_port)) as sock:
+        started = time.monotonic()
+        try:
+            for byte in b"GET /add?q=1%2B1 HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"1" * 100:
+                sock.sendall(bytes([byte]))
+                time.sleep(0.05)
+        except OSError:
+            pass
+        reply, _ = reply_after(sock, 10)
+    assert reply.startswith(b"HTTP/1.1 408 ") and time.monotonic() - started < 4
+
+
+def test_a_body_that_stops_arriving_is_408(impatient_port):
+    with socket.create_connection(("127.0.0.1", impatient_port)) as sock:
+        sock.sendall(b'POST /add HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{"queries": [')
+        reply, seconds = reply_after(sock, 10)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ") and "0.5 s" in json.loads(body)["error"]
+    assert 0.4 < seconds < 5
+
+
+def test_a_prompt_client_on_an_impatient_server_is_answered(impatient_port):
+    assert request(impatient_port, "GET", "/add?q=3%2B10")[:2] == (200, {"query": "3+10", "answer": 13})
+
+
 def test_sigterm_finishes_requests_in_flight_then_exits_0():
     process, port = start_server()
     queries = [f"{n}+{n}" for n in range(1000)]
