@@ -198,18 +198,19 @@ def build_app(
             raise RequestError(400, f"unknown model {name!r}; this server has: {', '.join(batchers)}")
         return batchers[name]
 
-    async def add(request: Request) -> Response:
-        if request.method == "POST":
-            try:
-                body = await asyncio.wait_for(read_body(request, limits.max_body_bytes), limits.body_seconds)
-            except ClientDisconnect:
-                return Response(status_code=400)  # nobody is left to read it
-            except asyncio.TimeoutError:
-                raise RequestError(408, f"the request body took over {limits.body_seconds:g} s to arrive") from None
-            queries, model = parse_add_body(body, limits)
-            results, batch = await batcher_for(model).answer(queries)
-            headers = {"x-batch-queries": str(batch)}
-            return Response(results_json(queries, results), headers=headers, media_type="application/json")
+    async def add_many(request: Request) -> Response:
+        try:
+            body = await asyncio.wait_for(read_body(request, limits.max_body_bytes), limits.body_seconds)
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is left to read it
+        except asyncio.TimeoutError:
+            raise RequestError(408, f"the request body took over {limits.body_seconds:g} s to arrive") from None
+        queries, model = parse_add_body(body, limits)
+        results, batch = await batcher_for(model).answer(queries)
+        headers = {"x-batch-queries": str(batch)}
+        return Response(results_json(queries, results), headers=headers, media_type="application/json")
+
+    async def add_one(request: Request) -> Response:
         fields = query_parameters(request.scope["query_string"])
         found = fields.get("q", [])
         if len(found) != 1:
@@ -222,6 +223,9 @@ def build_app(
         (result,), batch = await batcher.answer(found)
         status = 400 if isinstance(result, QueryError) else 200
         return json_response(result_entry(found[0], result), status, headers={"x-batch-queries": str(batch)})
+
+    async def add(request: Request) -> Response:
+        return await (add_many(request) if request.method == "POST" else add_one(request))
 
     async def health(request: Request) -> Response:
         return json_response({"status": "ok"})
