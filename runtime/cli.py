@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -65,6 +66,8 @@ def main(
 
     One answer per line, in order. A bad query prints an empty line (or a JSON
     error object), a message naming it on stderr, and the exit code is 1.
+
+    `adder serve` answers over HTTP instead (see `adder serve --help`).
     """
     if version:
         from . import __version__
@@ -74,6 +77,9 @@ def main(
     if list_models:
         show_models()
         return
+    if queries == ["serve"]:  # `adder --model arith serve`: the subcommand is only ever the first word
+        typer.echo("error: 'serve' must come first: adder serve [--host H] [--port P] [--model M]", err=True)
+        raise typer.Exit(EXIT_USAGE)
     if queries and queries != ["-"] and not info:
         raise typer.Exit(answer_arguments(queries, model, as_json))
     if info:
@@ -86,3 +92,52 @@ def main(
         typer.echo('error: no query given; try: adder "3+10"  (or pipe one query per line)', err=True)
         raise typer.Exit(EXIT_USAGE)
     raise typer.Exit(answer_stdin(model, as_json))
+
+
+serve_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+SERVE_EXTRA = "pip install 'adder[serve]' (from a checkout: pip install '.[serve]')"
+
+
+@serve_app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on. The default answers this machine only; 0.0.0.0 answers any.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.")] = 8000,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ADDER_MODEL",
+            help="The model requests get when they name none: a shipped model's name or a path to an .onnx file.",
+            show_default="default",
+        ),
+    ] = None,
+) -> None:
+    """Answer queries over HTTP until SIGTERM or Ctrl-C: GET /add?q=3%2B10, POST /add, GET /health, GET /models.
+
+    Queries from concurrent requests are answered together, in one model call.
+    Every shipped model is loaded; a request may name one.
+    """
+    if not all(importlib.util.find_spec(name) for name in ("uvicorn", "starlette")):
+        typer.echo(f"error: adder serve needs the serve extra; install it with: {SERVE_EXTRA}", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    from .server import build_app, listen, open_models, run
+    from .session import ModelError
+
+    try:
+        models, default = open_models(model)
+    except ModelError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    try:
+        sock = listen(host, port)
+    except OSError as exc:
+        typer.echo(f"error: cannot listen on {host} port {port}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    address = sock.getsockname()
+    shown = f"[{address[0]}]" if ":" in address[0] else address[0]
+    described = models[default].config.describe()
+    typer.echo(
+        f"adder serve: {default} ({described}) at http://{shown}:{address[1]}; SIGTERM or Ctrl-C stops", err=True
+    )
+    run(build_app(models, default), sock)

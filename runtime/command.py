@@ -4,7 +4,8 @@
 it needs no option parsing: it is answered without importing typer and click, about
 40 ms of a cold start whose floor (Python importing numpy and onnxruntime) is about
 200 ms. Anything else, an option included, goes to the typer layer in adder.cli,
-which answers plain queries through the same function.
+which answers plain queries through the same function. ``adder serve`` (that exact first
+word, which no model accepts as a query) goes to the HTTP server's own typer command.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ def run() -> None:
 
 def dispatch() -> None:
     args = sys.argv[1:]
+    if args[:1] == ["serve"]:  # only the exact first word: "serve" is no query any model accepts
+        from typer.main import get_command
+
+        from .cli import serve_app
+
+        get_command(serve_app)(args[1:], prog_name="adder serve")
+        return
     if args and not any(arg.startswith("-") for arg in args):
         from .answer import answer_arguments
 
