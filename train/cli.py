@@ -363,17 +363,21 @@ def stand_by(cluster: Cluster) -> None:
     runtime ended it (it does so with SIGABRT when another process is gone)."""
     from adder.train.distributed import supervise
 
-    code = supervise()
-    if code is None:  # the child: train
+    ended = supervise()
+    if ended is None:  # the child: train
         return
-    if code > 128:
+    code, by_runtime = ended
+    if by_runtime:
         typer.echo(
-            f"error: process {cluster.process_id} of {cluster.processes} was ended by JAX's distributed runtime "
-            f"(signal {code - 128}): another process is gone, or sent nothing for --peer-timeout "
-            f"{cluster.peer_timeout} s; rerun every process to resume from the checkpoint",
+            f"error: process {cluster.process_id} of {cluster.processes} was ended by JAX's distributed runtime: "
+            f"another process is gone, or sent nothing for --peer-timeout {cluster.peer_timeout} s; "
+            "rerun every process to resume from the checkpoint",
             err=True,
         )
         raise typer.Exit(3)
+    if code > 128:
+        who = f"process {cluster.process_id} of {cluster.processes}"
+        typer.echo(f"error: {who} was killed (signal {code - 128})", err=True)
     raise typer.Exit(code)
 
 
@@ -432,7 +436,8 @@ def leave_runtime(cluster: Cluster, exc: Exception) -> None:
 
         traceback.print_exc()
         message = f"process {cluster.process_id} of {cluster.processes} failed: {reason}"
-    typer.echo(f"error: {message}; stopping this process too (rerun every process to resume from the checkpoint)", err=True)
+    rerun = "rerun every process to resume from the checkpoint"
+    typer.echo(f"error: {message}; stopping this process too ({rerun})", err=True)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(3)
@@ -503,7 +508,7 @@ def layers_of(model) -> dict:
 def run_training(
     config, arch_name, out, settings, evaluate, stop_when_exact, init=None, device_count=1, recipe=None, command="",
     cluster=Cluster(),
-) -> bool:
+) -> bool:  # fmt: skip
     """Train, write the model, its record and curves (process 0 only); True when the model
     ends exact (or exactness was not asked for)."""
     from dataclasses import asdict, replace
@@ -544,7 +549,7 @@ def run_training(
         model, history, outcome = fit(
             config, arch, settings, out, log=typer.echo, stop_when_exact=stop_when_exact, init=init_model,
             cluster=cluster,
-        )
+        )  # fmt: skip
     except CheckpointError as exc:
         raise fail(str(exc)) from None
     train_seconds = time.perf_counter() - started
@@ -575,9 +580,10 @@ def run_training(
     record["exact"] = bool(exact)
     if cluster.writer:
         write_model(model, replace(config, training=record), out, arch_name)
-        written = f"wrote {out}, {out.with_suffix('.json')} and {out.with_suffix('.png')} (trained in {train_seconds:.0f} s)"
+        written = f"wrote {out}, {out.with_suffix('.json')} and {out.with_suffix('.png')}"
     else:
-        written = f"process {cluster.process_id} of {cluster.processes} done (trained in {train_seconds:.0f} s); process 0 writes {out}"
+        written = f"process {cluster.process_id} of {cluster.processes} done"
+    written += f" (trained in {train_seconds:.0f} s)" + ("" if cluster.writer else f"; process 0 writes {out}")
     if stop_when_exact and not exact:
         typer.echo(written)
         wrong = f"{result.wrong:,} of {result.total:,} queries ({result.method}) still wrong" if result else "not exact"

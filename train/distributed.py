@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import re
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PEER_TIMEOUT = 60  # seconds: how long a process waits for the others to join, or for a silent one
+FATAL_LINE = re.compile(rb"^F\d{4} [\d:. ]+\s+\d+ [\w.\-/]+:\d+\] ")  # absl's prefix, severity F
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,8 @@ def cluster_problem(cluster: Cluster, backend: str) -> str | None:
     if cluster.processes < 1:
         return f"--num-processes must be at least 1, got {cluster.processes}"
     if not 0 <= cluster.process_id < cluster.processes:
-        return f"--process-id must be from 0 to {cluster.processes - 1} (--num-processes {cluster.processes}), got {cluster.process_id}"
+        last = cluster.processes - 1
+        return f"--process-id must be from 0 to {last} (--num-processes {cluster.processes}), got {cluster.process_id}"
     if cluster.peer_timeout < 1:
         return f"--peer-timeout must be at least 1 second, got {cluster.peer_timeout}"
     if not cluster.joined:
@@ -94,18 +97,37 @@ def join(cluster: Cluster) -> None:
     )
 
 
-def supervise() -> int | None:
-    """Go on in a child process; in the parent, wait for it and return its exit status as a
-    shell shows it (128 + N when signal N ended it). The child returns None and dies with the parent."""
+def supervise() -> tuple[int, bool] | None:
+    """Go on in a child process; in the parent, pass on its stderr, wait for it and return
+    (its exit status as a shell shows it, whether JAX's runtime ended it). The child returns
+    None and dies with the parent.
+
+    JAX's runtime ends a process with a fatal native log line, a dump of its state and a
+    C++ stack trace, then SIGABRT. From that line on, what the child writes is dropped
+    (its own last words may race with it): the caller says in one line what happened.
+    """
     parent = os.getpid()
+    read_end, write_end = os.pipe()
     child = os.fork()
     if child == 0:
+        os.dup2(write_end, 2)
+        os.close(read_end)
+        os.close(write_end)
         die_with_parent(parent)
         return None
+    os.close(write_end)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the child too: let it answer
     signal.signal(signal.SIGTERM, lambda *_: os.kill(child, signal.SIGTERM))
+    fatal = False
+    with os.fdopen(read_end, "rb") as source:
+        for line in source:
+            fatal = fatal or FATAL_LINE.match(line) is not None
+            if not fatal:
+                os.write(2, line)
     _, status = os.waitpid(child, 0)
-    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+    if os.WIFEXITED(status):
+        return os.waitstatus_to_exitcode(status), fatal
+    return 128 + os.WTERMSIG(status), fatal or os.WTERMSIG(status) == signal.SIGABRT
 
 
 def die_with_parent(parent: int) -> None:

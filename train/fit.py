@@ -17,8 +17,8 @@ from adder.codec import Codec
 from adder.config import ModelConfig
 from adder.grammar import Expression, values_of
 from adder.train.archive import WriteError, save_keras, write_atomic
-from adder.train.distributed import Cluster, alone, file_fingerprint, predict_rows, same_everywhere
 from adder.train.data import encode_epoch, epoch_expressions, expressions_of, sampled_blocks
+from adder.train.distributed import Cluster, alone, file_fingerprint, predict_rows, same_everywhere
 from adder.train.evaluate import Evaluation, evaluate
 from adder.train.model import Architecture, build_model
 from adder.train.replay import ReplayPool
@@ -100,7 +100,9 @@ def checkpoint_dir(out: Path) -> Path:
     return out.with_name(out.name + ".ckpt")
 
 
-def train_epoch(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int, cluster: Cluster = Cluster()) -> float:
+def train_epoch(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int, cluster: Cluster = Cluster()
+) -> float:
     """One pass over the epoch's samples in order, batch by batch; the mean loss per sample.
 
     Each process of a ``cluster`` feeds its own slice of every batch; the loss Keras
@@ -287,6 +289,7 @@ def fit(
             f"the processes do not all see the same checkpoint {checkpoint.dir}: --out must be in a folder "
             "every process reads (shared between hosts), or delete the checkpoint to start afresh"
         )
+    keras.utils.set_random_seed(settings.seed)  # before loading too: every process must build the same seed state
     resumed = checkpoint.load(config)
     codec = Codec(config)
     spent = 0.0  # seconds of earlier runs of this checkpoint, against --max-minutes
@@ -296,7 +299,6 @@ def fit(
         spent = checkpoint.seconds()
         log(f"resuming from epoch {start + 1} (checkpoint {checkpoint.dir}, replay pool {len(pool):,})")
     else:
-        keras.utils.set_random_seed(settings.seed)
         model = init if init is not None else build_model(config, arch)
         model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss="sparse_categorical_crossentropy")
         start, history, pool = 0, [], ReplayPool()
