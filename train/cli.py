@@ -407,6 +407,10 @@ def finish_together(cluster: Cluster, work) -> None:
         work()
     except typer.Exit as exc:
         code = exc.exit_code
+    except KeyboardInterrupt:  # a normal exit would wait at JAX's shutdown barrier for the others
+        typer.echo(f"error: process {cluster.process_id} of {cluster.processes} interrupted", err=True)
+        sys.stderr.flush()
+        os._exit(130)
     except Exception as exc:
         leave_runtime(cluster, exc)
     try:
