@@ -186,3 +186,17 @@ def test_two_processes_match_one_process_with_the_same_global_batch(two_processe
     difference = max(float(np.abs(a[k] - b[k]).max()) for k in a)
     print(f"largest weight difference, one process against two: {difference:.3g}")
     assert difference <= WEIGHT_TOLERANCE
+
+
+@needs_jax
+@pytest.mark.slow
+def test_processes_that_see_different_checkpoints_refuse_to_resume(tmp_path):
+    """What a folder that is not shared between hosts looks like: each process its own view."""
+    seen, unseen = tmp_path / "host0", tmp_path / "host1"
+    (seen / "m.keras.ckpt").mkdir(parents=True)
+    unseen.mkdir()
+    (seen / "m.keras.ckpt" / "state.json").write_text(json.dumps({"identity": {}, "epochs_done": 1}))
+    port = free_port()
+    results = finish([start(0, seen / "m.keras", port), start(1, unseen / "m.keras", port)], timeout=300)
+    for code, _, stderr in results:
+        assert code == 2 and "do not all see the same checkpoint" in stderr.strip().splitlines()[-1], stderr[-2000:]
