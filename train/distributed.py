@@ -15,6 +15,7 @@ that process 0's coordinator is gone, or that a peer has sent no heartbeat for
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import os
@@ -172,7 +173,12 @@ def file_fingerprint(path: Path) -> str:
         return "absent"
 
 
-_predictors: dict[int, object] = {}
+@functools.lru_cache(maxsize=1)
+def compiled_call(model):
+    """The model's forward pass as one jitted function of its weights and a global batch."""
+    import jax
+
+    return jax.jit(lambda trainable, other, rows: model.stateless_call(trainable, other, rows, training=False)[0])
 
 
 def predict_rows(model, x, batch: int):
@@ -193,11 +199,7 @@ def predict_rows(model, x, batch: int):
     devices = len(jax.devices())
     batch = -(-batch // devices) * devices  # every device gets the same number of rows
     share = batch // count
-    run = _predictors.get(id(model))
-    if run is None:
-        run = jax.jit(lambda trainable, other, rows: model.stateless_call(trainable, other, rows, training=False)[0])
-        _predictors.clear()
-        _predictors[id(model)] = run
+    run = compiled_call(model)
     trainable = [v.value for v in model.trainable_variables]
     other = [v.value for v in model.non_trainable_variables]
     outputs = []
