@@ -13,6 +13,7 @@ import os
 import shlex
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +22,7 @@ import typer
 from adder.answer import printable
 from adder.config import MAX_CONFIG_CHARS, ConfigError, ModelConfig
 from adder.train.device import BACKENDS
+from adder.train.distributed import PEER_TIMEOUT, Cluster, cluster_problem
 from adder.train.recipes import DEFAULT_RECIPE, RECIPES, recipe_named
 
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding, which Keras uses, takes no more
@@ -196,12 +198,43 @@ def train(
         ),
     ] = "auto",
     devices: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Local devices to train on, data-parallel (keras.distribution.DataParallel, JAX backend): "
-            "a number, or 'all'. The batch is split across them."
+            "a number, or 'all'. The batch is split across them. [default: 1; with --num-processes: every "
+            "device of every process]",
+            show_default=False,
         ),
-    ] = "1",
+    ] = None,
+    coordinator: Annotated[
+        str,
+        typer.Option(
+            envvar="ADDER_COORDINATOR",
+            help="With --num-processes: HOST:PORT of process 0, where JAX's distributed runtime coordinates "
+            "the processes (process 0 listens on PORT).",
+            show_default=False,
+        ),
+    ] = "",
+    num_processes: Annotated[
+        int,
+        typer.Option(
+            envvar="ADDER_NUM_PROCESSES",
+            help="Train as one of this many processes (one per host, or several on one), data-parallel over "
+            "every device of every process with JAX (--backend jax). Start each with the same options and its "
+            "own --process-id; only process 0 writes files, and --out must be in a folder all of them read.",
+        ),
+    ] = 1,
+    process_id: Annotated[
+        int,
+        typer.Option(envvar="ADDER_PROCESS_ID", help="This process's number, from 0 to --num-processes - 1."),
+    ] = 0,
+    peer_timeout: Annotated[
+        int,
+        typer.Option(
+            help="With --num-processes: seconds a process waits for the others to join, and for one that "
+            "stops answering, before it exits with an error."
+        ),
+    ] = PEER_TIMEOUT,
     evaluate: Annotated[bool, typer.Option(help="Measure exact-match over the domain when training ends.")] = True,
     stop_when_exact: Annotated[
         bool,
@@ -258,8 +291,12 @@ def train(
         ),
         (backend in BACKENDS, f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}"),
         (
-            devices == "all" or (devices.isdigit() and int(devices) >= 1),
+            devices is None or devices == "all" or (devices.isdigit() and int(devices) >= 1),
             f"--devices takes a number or 'all', got {devices!r}",
+        ),
+        (
+            num_processes <= 1 or devices is None,
+            "--devices counts one process's devices; with --num-processes every device of every process trains",
         ),
         (
             0 < plan.learning_rate < float("inf"),
@@ -276,6 +313,10 @@ def train(
     for ok, message in checks:
         if not ok:
             raise fail(message)
+    cluster = Cluster(num_processes, process_id, coordinator, peer_timeout)
+    problem = cluster_problem(cluster, backend)
+    if problem:
+        raise fail(problem)
     try:
         config = ModelConfig(
             min_terms=min_terms,
@@ -295,7 +336,8 @@ def train(
     from adder.train.archive import WriteError, check_writable
 
     try:
-        check_writable(out.parent)  # now, not after the first epoch
+        if cluster.writer:
+            check_writable(out.parent)  # now, not after the first epoch
     except WriteError as exc:
         raise fail(f"--out: {exc}") from None
     from adder.train.recipes import parse_arch
@@ -304,7 +346,10 @@ def train(
         parse_arch(plan.arch)
     except ValueError as exc:
         raise fail(str(exc)) from None
-    require_training_stack(backend)
+    require_training_stack("jax" if cluster.joined else backend)
+    if cluster.joined:
+        stand_by(cluster)
+        join_runtime(cluster)
     from adder.train.fit import TrainSettings
 
     settings = TrainSettings(
@@ -326,17 +371,112 @@ def train(
     command = rebuild_command(recipe, given, out, init)
     from adder.train.archive import Busy, exclusive
 
+    device_count = None if devices == "all" or cluster.joined else int(devices or 1)
+
+    def work() -> None:
+        try:
+            with exclusive(out, "adder-train") if cluster.writer else nullcontext():
+                exact = run_training(
+                    config, plan.arch, out, settings, evaluate, stop_when_exact, init, device_count,
+                    recipe={"name": recipe, **plan.to_dict()}, command=command, cluster=cluster,
+                )  # fmt: skip
+        except (Busy, WriteError) as exc:
+            raise fail(str(exc)) from None
+        if not exact:
+            raise typer.Exit(1)
+
+    if cluster.joined:
+        finish_together(cluster, work)
+    work()
+
+
+def stand_by(cluster: Cluster) -> None:
+    """Train in a child process; here, wait for it and say in one line why it ended if JAX's
+    runtime ended it (it does so with SIGABRT when another process is gone)."""
+    from adder.train.distributed import supervise
+
+    ended = supervise()
+    if ended is None:  # the child: train
+        return
+    code, by_runtime = ended
+    if by_runtime:
+        typer.echo(
+            f"error: process {cluster.process_id} of {cluster.processes} was ended by JAX's distributed runtime: "
+            f"another process is gone, or sent nothing for --peer-timeout {cluster.peer_timeout} s; "
+            "rerun every process to resume from the checkpoint",
+            err=True,
+        )
+        raise typer.Exit(3)
+    if code > 128:
+        who = f"process {cluster.process_id} of {cluster.processes}"
+        typer.echo(f"error: {who} was killed (signal {code - 128})", err=True)
+    raise typer.Exit(code)
+
+
+def join_runtime(cluster: Cluster) -> None:
+    """Join JAX's distributed runtime (before anything asks JAX for devices), or fail in one line."""
+    from adder.train.distributed import join
+
     try:
-        with exclusive(out, "adder-train"):
-            device_count = None if devices == "all" else int(devices)
-            exact = run_training(
-                config, plan.arch, out, settings, evaluate, stop_when_exact, init, device_count,
-                recipe={"name": recipe, **plan.to_dict()}, command=command,
-            )  # fmt: skip
-    except (Busy, WriteError) as exc:
-        raise fail(str(exc)) from None
-    if not exact:
-        raise typer.Exit(1)
+        join(cluster)
+    except Exception as exc:  # jaxlib raises its own runtime error types
+        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise fail(
+            f"process {cluster.process_id} of {cluster.processes} could not join the others at "
+            f"{cluster.coordinator} within {cluster.peer_timeout} s ({reason})"
+        ) from None
+
+
+def finish_together(cluster: Cluster, work) -> None:
+    """Run ``work`` as one process of several, then wait for the others and leave.
+
+    The wait lets process 0 write its files before anyone reports done. Leaving with
+    os._exit skips the interpreter's teardown, where JAX's runtime crashed (SIGSEGV)
+    after a run that had finished and written everything.
+    """
+    code = 0
+    try:
+        work()
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except KeyboardInterrupt:  # a normal exit would wait at JAX's shutdown barrier for the others
+        typer.echo(f"error: process {cluster.process_id} of {cluster.processes} interrupted", err=True)
+        sys.stderr.flush()
+        os._exit(130)
+    except Exception as exc:
+        leave_runtime(cluster, exc)
+    try:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("adder-train ends")
+    except Exception as exc:
+        leave_runtime(cluster, exc)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def leave_runtime(cluster: Cluster, exc: Exception) -> None:
+    """End this process at once after a failure in a multi-process run.
+
+    A normal exit would wait at JAX's shutdown barrier for processes that are gone or
+    stuck in a collective with this one; os._exit leaves without waiting.
+    """
+    text = str(exc).strip()
+    reason = text.splitlines()[0][:300] if text else type(exc).__name__
+    lost = any(word in text for word in ("Gloo", "Connection reset", "UNAVAILABLE", "DEADLINE_EXCEEDED", "heartbeat"))
+    if lost:
+        message = f"process {cluster.process_id} of {cluster.processes} lost contact with another process ({reason})"
+    else:
+        import traceback
+
+        traceback.print_exc()
+        message = f"process {cluster.process_id} of {cluster.processes} failed: {reason}"
+    rerun = "rerun every process to resume from the checkpoint"
+    typer.echo(f"error: {message}; stopping this process too ({rerun})", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(3)
 
 
 def rebuild_command(recipe: str, given: dict, out: Path, init: Path | None) -> str:
@@ -427,23 +567,28 @@ def layers_of(model) -> dict:
 
 
 def run_training(
-    config, arch_name, out, settings, evaluate, stop_when_exact, init=None, device_count=1, recipe=None, command=""
-) -> bool:
-    """Train, write the model, its record and curves; True when the model ends exact (or
-    exactness was not asked for)."""
+    config, arch_name, out, settings, evaluate, stop_when_exact, init=None, device_count=1, recipe=None, command="",
+    cluster=Cluster(),
+) -> bool:  # fmt: skip
+    """Train, write the model, its record and curves (process 0 only); True when the model
+    ends exact (or exactness was not asked for)."""
     from dataclasses import asdict, replace
 
-    from adder.train.archive import save_keras, write_atomic
     from adder.train.device import describe, use_devices, versions
     from adder.train.fit import Checkpoint, CheckpointError, fit, full_check
     from adder.train.model import Architecture, parse_arch
 
     try:
-        devices = use_devices(device_count)
+        devices = use_devices(device_count, cluster.joined)
     except ValueError as exc:
         raise fail(str(exc)) from None
     if settings.batch_size % devices["count"]:
         raise fail(f"--batch-size {settings.batch_size} must split evenly over {devices['count']} devices")
+    if settings.samples % settings.batch_size % devices["count"]:
+        raise fail(
+            f"--samples {settings.samples} leaves a last batch of {settings.samples % settings.batch_size} "
+            f"that does not split evenly over {devices['count']} devices"
+        )
     arch = parse_arch(arch_name)
     init_model, started_from = load_init(init, config) if init is not None else (None, None)
     if init_model is not None:  # the layers are the starting model's, whatever --arch says
@@ -463,8 +608,9 @@ def run_training(
     started = time.perf_counter()
     try:
         model, history, outcome = fit(
-            config, arch, settings, out, log=typer.echo, stop_when_exact=stop_when_exact, init=init_model
-        )
+            config, arch, settings, out, log=typer.echo, stop_when_exact=stop_when_exact, init=init_model,
+            cluster=cluster,
+        )  # fmt: skip
     except CheckpointError as exc:
         raise fail(str(exc)) from None
     train_seconds = time.perf_counter() - started
@@ -493,14 +639,12 @@ def run_training(
         record["evaluation"] = result.to_dict()
     exact = outcome.exact or (result is not None and result.method == "exhaustive" and result.wrong == 0)
     record["exact"] = bool(exact)
-    final = replace(config, training=record)
-    save_keras(model, final, out)
-    record_path = out.with_suffix(".json")
-    write_atomic(record_path, lambda tmp: tmp.write_text(final.to_json(indent=2) + "\n"))
-    from adder.train.plot import draw_curves
-
-    draw_curves(record, out.with_suffix(".png"), title=f"{out.name}: {config.describe()}, arch {arch_name}")
-    written = f"wrote {out}, {record_path} and {out.with_suffix('.png')} (trained in {train_seconds:.0f} s)"
+    if cluster.writer:
+        write_model(model, replace(config, training=record), out, arch_name)
+        written = f"wrote {out}, {out.with_suffix('.json')} and {out.with_suffix('.png')}"
+    else:
+        written = f"process {cluster.process_id} of {cluster.processes} done"
+    written += f" (trained in {train_seconds:.0f} s)" + ("" if cluster.writer else f"; process 0 writes {out}")
     if stop_when_exact and not exact:
         typer.echo(written)
         wrong = f"{result.wrong:,} of {result.total:,} queries ({result.method}) still wrong" if result else "not exact"
@@ -510,9 +654,22 @@ def run_training(
             err=True,
         )
         return False
-    Checkpoint(out, {}).remove()
+    if cluster.writer:
+        Checkpoint(out, {}).remove()
     typer.echo(written)
     return True
+
+
+def write_model(model, final, out: Path, arch_name: str) -> None:
+    """The model with its record inside, the record beside it, and its curves."""
+    from adder.train.archive import save_keras, write_atomic
+    from adder.train.distributed import alone
+    from adder.train.plot import draw_curves
+
+    with alone():  # process 0 saves by itself
+        save_keras(model, final, out)
+    write_atomic(out.with_suffix(".json"), lambda tmp: tmp.write_text(final.to_json(indent=2) + "\n"))
+    draw_curves(final.training, out.with_suffix(".png"), title=f"{out.name}: {final.describe()}, arch {arch_name}")
 
 
 @eval_app.command()

@@ -86,8 +86,9 @@ def accelerators() -> tuple[str, list]:
     return "unknown", []
 
 
-def use_devices(count: int | None) -> dict:
-    """Spread training over ``count`` local devices (None: all) with keras.distribution.DataParallel.
+def use_devices(count: int | None, every_process: bool = False) -> dict:
+    """Spread training over ``count`` local devices (None: all) with keras.distribution.DataParallel;
+    with ``every_process``, over every device of every process of JAX's distributed runtime.
 
     Returns what the record says of the devices. More than one device needs the JAX
     backend: Keras's distribution API is implemented there.
@@ -95,6 +96,12 @@ def use_devices(count: int | None) -> dict:
     import keras
 
     kind, devices = accelerators()
+    if every_process:
+        import jax
+
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=keras.distribution.list_devices()))
+        names = [f"{d.platform}:{d.id} (process {d.process_index})" for d in jax.devices()]
+        return {"kind": kind, "count": len(names), "processes": jax.process_count(), "names": names}
     wanted = len(devices) if count is None else count
     if wanted > 1 and keras.backend.backend() != "jax":
         raise ValueError(f"--devices {wanted} needs --backend jax (Keras's DataParallel runs on JAX)")
@@ -109,7 +116,8 @@ def describe(devices: dict) -> str:
     import keras
 
     plural = "s" if devices["count"] > 1 else ""
-    return f"{keras.backend.backend()} on {devices['count']} {devices['kind']} device{plural}"
+    processes = f" in {devices['processes']} processes" if devices.get("processes", 1) > 1 else ""
+    return f"{keras.backend.backend()} on {devices['count']} {devices['kind']} device{plural}{processes}"
 
 
 def describe_device() -> str:

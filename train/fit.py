@@ -18,6 +18,7 @@ from adder.config import ModelConfig
 from adder.grammar import Expression, values_of
 from adder.train.archive import WriteError, save_keras, write_atomic
 from adder.train.data import encode_epoch, epoch_expressions, expressions_of, sampled_blocks
+from adder.train.distributed import Cluster, alone, file_fingerprint, predict_rows, same_everywhere
 from adder.train.evaluate import Evaluation, evaluate
 from adder.train.model import Architecture, build_model
 from adder.train.policy import Cycle, first_cycle, learning_rate_at, next_cycle
@@ -76,8 +77,13 @@ def checkpoint_dir(out: Path) -> Path:
     return out.with_name(out.name + ".ckpt")
 
 
-def train_epoch(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int) -> float:
+def train_epoch(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int, cluster: Cluster = Cluster()
+) -> float:
     """One pass over the epoch's samples in order, batch by batch; the mean loss per sample.
+
+    Each process of a ``cluster`` feeds its own slice of every batch; the loss Keras
+    returns is the whole batch's.
 
     Not ``model.fit``: each fit call builds a tf.data pipeline, and tearing it down
     blocked for 5-12 s an epoch here (py-spy: ``~IteratorResource`` waiting on its
@@ -87,7 +93,8 @@ def train_epoch(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: in
     total = 0.0
     for start in range(0, len(x), batch_size):
         rows = slice(start, start + batch_size)
-        total += float(model.train_on_batch(x[rows], y[rows])) * len(x[rows])
+        mine = cluster.rows(len(x[rows]))
+        total += float(model.train_on_batch(x[rows][mine], y[rows][mine])) * len(x[rows])
     return total / len(x)
 
 
@@ -97,7 +104,7 @@ def keras_predictor(model: keras.Model, config: ModelConfig, batch: int = 8192):
 
     def predict(shape, terms):
         # predict() runs a compiled graph: many times faster than eager calls on large inputs.
-        return codec.decode_answers(model.predict(codec.encode_shape(shape, terms), batch_size=batch, verbose=0))
+        return codec.decode_answers(predict_rows(model, codec.encode_shape(shape, terms), batch))
 
     predict.takes_blocks = True
     return predict
@@ -137,7 +144,7 @@ def answers_right(model: keras.Model, codec: Codec, x: np.ndarray, truth: np.nda
     """Which of these encoded queries the model answers right now, through Keras."""
     if not len(x):
         return np.zeros(0, dtype=bool)
-    values, valid = codec.decode_answers(model.predict(x, batch_size=PROBE_BATCH, verbose=0))
+    values, valid = codec.decode_answers(predict_rows(model, x, PROBE_BATCH))
     return (values == truth) & valid
 
 
@@ -204,7 +211,8 @@ class Checkpoint:
             self.dir.mkdir(exist_ok=True)
         except OSError as exc:
             raise WriteError(f"cannot write {self.dir}: {exc.strerror or exc}") from None
-        save_keras(model, config, self.model_path)
+        with alone():  # only process 0 saves
+            save_keras(model, config, self.model_path)
         pool.save(self.pool_path)
         state = {
             "identity": self.identity,
@@ -259,6 +267,7 @@ def fit(
     log: Callable[[str], None] = print,
     stop_when_exact: bool = False,
     init: keras.Model | None = None,
+    cluster: Cluster = Cluster(),
 ) -> tuple[keras.Model, list[dict], Outcome]:
     """Train, checkpointing after every epoch, until exact or out of budget.
 
@@ -269,12 +278,19 @@ def fit(
     followed by another (``adder.train.policy``), until the
     budget (``max_epochs``, ``max_minutes``) runs out. Without it, one cycle.
     ``init`` is a model to start from (fine-tuning) instead of fresh weights; a resumed
-    run starts from its checkpoint either way.
+    run starts from its checkpoint either way. Every process of a ``cluster`` runs this
+    alike, on its slice of each batch; only process 0 writes the checkpoint.
     Returns the model, the per-epoch history and how the run ended.
     """
     identity = {"config": config.to_dict() | {"training": {}}, "arch": arch.to_dict(), "settings": settings.identity()}
     identity = json.loads(json.dumps(identity))  # as it will read back: tuples become lists
     checkpoint = Checkpoint(out, identity)
+    if cluster.joined and not same_everywhere(file_fingerprint(checkpoint.state_path)):
+        raise CheckpointError(
+            f"the processes do not all see the same checkpoint {checkpoint.dir}: --out must be in a folder "
+            "every process reads (shared between hosts), or delete the checkpoint to start afresh"
+        )
+    keras.utils.set_random_seed(settings.seed)  # before loading too: every process must build the same seed state
     resumed = checkpoint.load(config)
     codec = Codec(config)
     spent = 0.0  # seconds of earlier runs of this checkpoint, against --max-minutes
@@ -286,7 +302,6 @@ def fit(
         cycles = checkpoint.cycles() or cycles
         log(f"resuming from epoch {start + 1} (checkpoint {checkpoint.dir}, replay pool {len(pool):,})")
     else:
-        keras.utils.set_random_seed(settings.seed)
         model = init if init is not None else build_model(config, arch)
         model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss="sparse_categorical_crossentropy")
         start, history, pool = 0, [], ReplayPool()
@@ -326,7 +341,7 @@ def fit(
         )
         x, y = encode_epoch(config, expressions)
         started = time.perf_counter()
-        loss = train_epoch(model, x, y, settings.batch_size)
+        loss = train_epoch(model, x, y, settings.batch_size, cluster)
         seconds = time.perf_counter() - started
         probe_right = answers_right(model, codec, probe_x, probe_truth)
         probe_em = float(probe_right.mean())
@@ -377,7 +392,8 @@ def fit(
                 f"cycle {len(cycles)}: {result.wrong:,} of {result.total:,} checked queries still wrong; {what}: "
                 f"epochs {cycles[-1].start + 1}-{cycles[-1].end}, peak learning rate {cycles[-1].peak:.2g}"
             )
-        checkpoint.save(model, config, epoch + 1, history, pool, spent + time.perf_counter() - began, cycles)
+        if cluster.writer:
+            checkpoint.save(model, config, epoch + 1, history, pool, spent + time.perf_counter() - began, cycles)
         if stop_when_exact and exact:
             log(f"stopping early: exact on the whole domain after epoch {epoch + 1}")
             return model, history, Outcome(result, True, f"exact after epoch {epoch + 1}")
