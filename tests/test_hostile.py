@@ -619,7 +619,19 @@ def test_values_of_large_products_do_not_wrap():
 @pytest.mark.slow
 def test_training_a_domain_with_answers_wider_than_int64_ends_without_a_traceback(tmp_path):
     out = tmp_path / "big.keras"
-    args = ["--terms", "3", "--largest", "9999999", "--ops", "*-", "--epochs", "1", "--samples", "64"]
+    args = [
+        "--terms",
+        "3",
+        "--largest",
+        "9999999",
+        "--ops",
+        "*-",
+        "--epochs",
+        "1",
+        "--no-stop-when-exact",
+        "--samples",
+        "64",
+    ]
     args += ["--batch-size", "32", "--arch", "8/8", "--no-evaluate", "--out", str(out)]
     result = subprocess.run([*TRAIN, *args], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
@@ -673,7 +685,17 @@ def test_an_archive_whose_config_inflates_to_300_mb_is_refused_with_flat_memory(
 
 @needs_training
 def test_init_from_an_archive_that_inflates_is_refused_in_one_line(zip_bomb, tmp_path):
-    args = ["--largest", "9", "--epochs", "1", "--init", str(zip_bomb), "--out", str(tmp_path / "m.keras")]
+    args = [
+        "--largest",
+        "9",
+        "--epochs",
+        "1",
+        "--no-stop-when-exact",
+        "--init",
+        str(zip_bomb),
+        "--out",
+        str(tmp_path / "m.keras"),
+    ]
     result = subprocess.run([*TRAIN, *args], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "adder.json is larger than" in one_line_error(result.stderr)
 
@@ -850,7 +872,18 @@ def test_init_from_a_model_whose_record_was_edited_by_hand_reads_its_layers_off_
                 data = json.dumps(config).encode()
             target.writestr(item, data)
     out = tmp_path / "m.keras"
-    args = ["--largest", "9", "--epochs", "1", "--samples", "64", "--no-evaluate", "--init", str(edited)]
+    args = [
+        "--largest",
+        "9",
+        "--epochs",
+        "1",
+        "--no-stop-when-exact",
+        "--samples",
+        "64",
+        "--no-evaluate",
+        "--init",
+        str(edited),
+    ]
     result = subprocess.run([*TRAIN, *args, "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
     layers = json.loads(out.with_suffix(".json").read_text())["training"]["layers"]
