@@ -101,7 +101,11 @@ def test_a_spent_budget_exits_1_with_the_count_and_a_rerun_with_more_goes_on(tmp
     assert len(error) == 1 and error[0].startswith("error: not exact when the budget of 2 epochs is spent: ")
     assert "queries (exhaustive) still wrong" in error[0] and "--max-epochs" in error[0]
     assert (tmp_path / "s.keras.ckpt" / "state.json").exists() and (tmp_path / "s.keras").exists()
-    assert json.loads((tmp_path / "s.json").read_text())["training"]["exact"] is False
+    record = json.loads((tmp_path / "s.json").read_text())["training"]
+    assert record["exact"] is False
+    # the final check's wrong queries wait in the checkpoint's replay pool for the rerun
+    pooled = json.loads((tmp_path / "s.keras.ckpt" / "replay.json").read_text())["queries"]
+    assert len(pooled) == record["evaluation"]["wrong"] > 0
     more = run([*TINY, "--max-epochs", "40"], tmp_path)
     assert more.returncode == 0, more.stdout + more.stderr
     assert "resuming from epoch 3" in more.stdout

@@ -646,6 +646,12 @@ def run_training(
         written = f"process {cluster.process_id} of {cluster.processes} done"
     written += f" (trained in {train_seconds:.0f} s)" + ("" if cluster.writer else f"; process 0 writes {out}")
     if stop_when_exact and not exact:
+        kept = Checkpoint(out, {})
+        if cluster.writer and result is not None and result.method == "exhaustive" and kept.state_path.exists():
+            # A rerun with a larger budget replays exactly what the final check found wrong.
+            from adder.train.replay import ReplayPool
+
+            ReplayPool(result.wrong_queries).save(kept.pool_path)
         typer.echo(written)
         wrong = f"{result.wrong:,} of {result.total:,} queries ({result.method}) still wrong" if result else "not exact"
         typer.echo(
