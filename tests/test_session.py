@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from adder import Adder, ModelError, QueryError
 from adder.config import METADATA_KEY, ModelConfig
 from adder.session import MODELS_DIR, shipped_models
+from tests.test_codec import hostile_queries
 
 DEFAULT = MODELS_DIR / "default.onnx"
 
@@ -202,3 +203,38 @@ def test_single_queries_run_on_the_one_query_graph_and_agree_with_the_model_grap
     assert Adder(alone).single_path == alone and Adder(alone)("50+11") == 61
     shutil.copy(adder.path.with_name("arith.single.onnx"), tmp_path / "default.single.onnx")
     assert Adder(alone).single_path == alone and Adder(alone)("50+11") == 61
+
+
+def strict_answer(adder: Adder, query: str) -> int | str:
+    """What adder(query) must give, by the one strict parser and a plain session.run: the answer,
+    or the QueryError's message."""
+    codec = adder.codec
+    try:
+        x = codec.encode_one(codec.parse(query))
+    except QueryError as exc:
+        return str(exc)
+    answer = codec.decode_one(adder._session.run(None, {adder._input_name: x})[0][0])
+    return f"the model wrote no valid number for {query!r}" if answer is None else answer
+
+
+@pytest.fixture(scope="module", params=shipped_models())
+def every_model(request) -> Adder:
+    return Adder(request.param)
+
+
+@settings(max_examples=300, deadline=None)
+@given(query=hostile_queries())
+def test_a_single_query_gets_the_strict_parsers_answer_or_error_word_for_word(every_model, query):
+    try:
+        got: int | str = every_model(query)
+    except QueryError as exc:
+        got = str(exc)
+    assert got == strict_answer(every_model, query)
+
+
+def test_single_queries_from_many_threads_each_use_their_own_buffers(adder):
+    queries = [f"{a}+{b}" for a in range(0, 1000, 13) for b in range(0, 1000, 131)]
+    expected = [strict_answer(adder, q) for q in queries]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        for _ in range(3):
+            assert list(pool.map(adder, queries)) == expected
