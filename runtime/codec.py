@@ -81,10 +81,8 @@ class Codec:
         self._single_operator = len(ops) == 1
         self._split_terms = re.compile(f"([{re.escape(ops)}])").split
         self._operand_columns = np.arange(-width, 0)  # an operand's columns, counted from its end
-        self._is_delimiter = self._is_operator.copy()
-        self._is_delimiter[NEWLINE] = True
-        self._is_plain_symbol = self._is_delimiter.copy()
-        self._is_plain_symbol[ord("0") : ord("9") + 1] = True
+        self._operator_bytes = [np.uint8(ord(op)) for op in ops]
+        self._digits_first = config.alphabet.startswith(DIGITS)  # a digit's symbol index is its value
         longest = config.max_terms * (width + 1) - 1
         self._plain_query = None
         if not config.brackets and longest <= MAX_QUERY_CHARS:
@@ -209,7 +207,7 @@ class Codec:
         accept exactly the same queries.
         """
         config = self.config
-        indices = np.full((len(queries), config.input_length), len(config.alphabet) - 1, dtype=np.intp)
+        indices = np.full((len(queries), self._input_length), len(config.alphabet) - 1, dtype=np.intp)
         errors: list[QueryError | None] = [None] * len(queries)
         done = self._encode_plain(queries, indices) if not config.brackets else np.zeros(len(queries), dtype=bool)
         if done.all():
@@ -246,7 +244,10 @@ class Codec:
             return done
         # Non-ASCII becomes '?', refused below; the final '0' is what short operands are padded with.
         raw = np.frombuffer((text + "0").encode("ascii", "replace"), dtype=np.uint8)
-        delimiters = np.flatnonzero(self._is_delimiter[raw])  # operators, and the newlines between queries
+        is_delimiter = raw == NEWLINE  # the newlines between queries, and operators
+        for operator in self._operator_bytes:
+            is_delimiter |= raw == operator
+        delimiters = np.flatnonzero(is_delimiter)
         ends = np.append(delimiters, len(raw) - 1)  # each term's end (exclusive), in order
         starts = np.concatenate(([0], delimiters + 1))
         newline = raw[delimiters] == NEWLINE
@@ -255,18 +256,19 @@ class Codec:
         counts = last - first + 1
         good = (counts >= config.min_terms) & (counts <= config.max_terms)
         good &= ends[last] - starts[first] <= MAX_QUERY_CHARS
-        stray = np.flatnonzero(~self._is_plain_symbol[raw])  # not a digit, operator or separator
-        if len(stray):
-            good[np.searchsorted(ends[last], stray)] = False
+        symbol = is_delimiter | (raw - ord("0") < 10)  # uint8 arithmetic: below '0' wraps past 9
+        if not symbol.all():  # anything but a digit, operator or separator
+            good[np.searchsorted(ends[last], np.flatnonzero(~symbol))] = False
         lengths = ends - starts
         bad_terms = lengths < 1
         for term in np.flatnonzero(lengths > width).tolist():  # leading zeros beyond the width: rare
             bad_terms[term] = bool((raw[starts[term] : ends[term] - width] != ord("0")).any())
         # Each operand's last `width` characters, zero-padded on the left: its canonical columns.
         columns = ends[:, np.newaxis] + self._operand_columns
-        symbols = self._symbol_index[raw[np.where(columns >= starts[:, np.newaxis], columns, len(raw) - 1)]]
+        digits = raw[np.where(columns >= starts[:, np.newaxis], columns, len(raw) - 1)] - ord("0")
+        symbols = digits if self._digits_first else self._symbol_index[digits + ord("0")]
         if not self._every_operand_in_range:
-            values = self._digit_value[symbols] @ self._operand_powers
+            values = digits.astype(np.int64) @ self._operand_powers
             bad_terms |= (values < config.min_operand) | (values > config.max_operand)
         if bad_terms.any():
             good[np.repeat(np.arange(n), counts)[bad_terms]] = False
@@ -288,14 +290,14 @@ class Codec:
         before; absent terms stay padding. Rows of refused queries hold anything."""
         config, width = self.config, self.config.operand_width
         slot = width + 1
-        columns = max(config.max_terms * slot, config.input_length)
+        columns = max(config.max_terms * slot, self._input_length)
         rows = np.full((n, columns), len(config.alphabet) - 1, dtype=np.intp)
         terms = int(counts[0])
         if (counts == terms).all() and terms <= config.max_terms:  # all alike: no scatter needed
             blocks = rows[:, : terms * slot].reshape(n, terms, slot)
             blocks[:, :, :width] = symbols.reshape(n, terms, width)
             blocks[:, : terms - 1, width] = operators.reshape(n, terms - 1)
-            return rows[:, : config.input_length]
+            return rows[:, : self._input_length]
         keep = good.repeat(counts)
         term_index = np.arange(len(symbols)) - np.repeat(np.cumsum(counts) - counts, counts)
         base = (np.repeat(np.arange(n), counts) * columns + term_index * slot)[keep]
@@ -303,7 +305,7 @@ class Codec:
         flat[(base[:, np.newaxis] + np.arange(width)).ravel()] = symbols[keep].ravel()
         follows = term_index[keep] > 0
         flat[base[follows] - 1] = operators[(keep & (term_index > 0))[term_index > 0]]
-        return rows[:, : config.input_length]
+        return rows[:, : self._input_length]
 
     def plain_text(self, query: str) -> str | None:
         """``canonical_text(parse(query))`` for a query written like ``"50+11"``, without the
@@ -388,7 +390,8 @@ class Codec:
         """
         indices = output.argmax(axis=-1) if output.ndim == 3 else output
         digits = self._digit_value[indices]
-        valid = (digits >= 0).all(axis=1)
+        written = digits >= 0
+        valid = np.ones(len(digits), dtype=bool) if written.all() else written.all(axis=1)  # the former, nearly always
         if self.answer_dtype is object:
             shifted = (np.maximum(digits, 0).astype(object) * self._column_powers).sum(axis=1)
         else:  # one matrix product; a row with a non-digit is replaced by 0 below
