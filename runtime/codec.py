@@ -73,8 +73,8 @@ class Codec:
         self._init_plain_paths()
 
     def _init_plain_paths(self) -> None:
-        """Tables for queries written like ``"50+11"`` (``_encode_plain``, ``plain_text``):
-        bracket-free models only, since brackets move operands away from plain columns."""
+        """Tables for queries written like ``"50+11"``: ``plain_text`` for any model, ``_encode_plain``
+        for bracket-free models (brackets move the operators away from between the operands)."""
         config = self.config
         width, ops = config.operand_width, config.operators
         self._every_operand_in_range = config.min_operand == 0 and config.max_operand == 10**width - 1
@@ -85,7 +85,8 @@ class Codec:
         self._digits_first = config.alphabet.startswith(DIGITS)  # a digit's symbol index is its value
         longest = config.max_terms * (width + 1) - 1
         self._plain_query = None
-        if not config.brackets and longest <= MAX_QUERY_CHARS:
+        self._structures: dict[tuple[str, ...], str] = {}
+        if longest <= MAX_QUERY_CHARS:
             terms = rf"[0-9]{{1,{width}}}"
             pattern = rf"{terms}(?:[{re.escape(ops)}]{terms}){{{config.min_terms - 1},{config.max_terms - 1}}}"
             self._plain_query = re.compile(pattern, re.ASCII).fullmatch
@@ -316,18 +317,30 @@ class Codec:
         width = self.config.operand_width
         if self._single_operator:
             terms = query.split(self.config.operators)
-            text = self.config.operators.join([term.zfill(width) for term in terms])
+            operators = (self.config.operators,) * (len(terms) - 1)
         else:
             pieces = self._split_terms(query)  # terms with the operators between them
-            terms = pieces[0::2]
-            pieces[0::2] = [term.zfill(width) for term in terms]
-            text = "".join(pieces)
+            terms, operators = pieces[0::2], tuple(pieces[1::2])
         if not self._every_operand_in_range:
             low, high = self.config.min_operand, self.config.max_operand
             if not all(low <= int(term) <= high for term in terms):
                 return None
+        digits = [term.zfill(width) for term in terms]
+        if self._brackets:  # operands first, then the operators in their slots (_bracketed_text)
+            text = "".join(digits) + self._plain_structure(operators)
+        else:
+            text = "".join([digit + op for digit, op in zip(digits, operators)]) + digits[-1]
         text = text.ljust(self._input_length, PAD)
         return text[::-1] if self._reverse_input else text
+
+    def _plain_structure(self, operators: tuple[str, ...]) -> str:
+        """What ``_bracketed_text`` writes after the operands of a bracket-free query with these
+        operators, padded to where it starts: taken from it, once per operator sequence."""
+        if operators not in self._structures:
+            terms = len(operators) + 1
+            text = self._bracketed_text(Expression((0,) * terms, operators))
+            self._structures[operators] = text[terms * self.config.operand_width :]
+        return self._structures[operators]
 
     def encode_queries(self, queries: Iterable[str]) -> np.ndarray:
         """Parse and encode queries; the first bad one raises QueryError naming its position."""

@@ -199,7 +199,12 @@ def test_plain_queries_take_the_vectorised_path():
 # Text a hostile caller might send: every symbol of the grammars, the space and tab the parser
 # skips, newlines (the batch path joins queries with them), NUL, non-ASCII digits, lone surrogates.
 HOSTILE_SYMBOLS = "0123456789+-*() \t\n\r\x00é٣\udc80"
-PLAIN_CONFIGS = [*VECTOR_CONFIGS, ModelConfig(min_terms=2, max_terms=3, operators="-", min_operand=3, max_operand=5)]
+PLAIN_CONFIGS = [
+    *VECTOR_CONFIGS,
+    ModelConfig(min_terms=2, max_terms=3, operators="-", min_operand=3, max_operand=5),
+    ModelConfig(max_terms=3, operators="+-", max_operand=99, brackets=True),
+    ModelConfig(max_terms=4, operators="+-*", max_operand=9, brackets=True, reverse_input=False),
+]
 
 
 def hostile_queries() -> st.SearchStrategy[str]:
@@ -262,4 +267,7 @@ def test_the_single_query_fast_path_takes_plain_queries_and_leaves_the_rest():
     assert CODEC.plain_text("50+11") == CODEC.canonical_text(CODEC.parse("50+11"))
     for query in ["50 + 11", "0050+11", "1000+1", "3+", "+3", "3", "3+4+5", "٣+4", b"3+4", "3+4\n"]:
         assert CODEC.plain_text(query) is None, query
-    assert Codec(ModelConfig(brackets=True, operators="+-", max_operand=99, max_terms=3)).plain_text("1+2") is None
+    bracketed = Codec(ModelConfig(brackets=True, operators="+-", max_operand=99, max_terms=3))
+    for query in ["1+2", "12-3+99", "0+0-0"]:
+        assert bracketed.plain_text(query) == bracketed.canonical_text(bracketed.parse(query)), query
+    assert bracketed.plain_text("(1+2)-3") is None
