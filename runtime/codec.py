@@ -73,8 +73,8 @@ class Codec:
         self._init_plain_paths()
 
     def _init_plain_paths(self) -> None:
-        """Tables for queries written like ``"50+11"``: ``plain_text`` for any model, ``_encode_plain``
-        for bracket-free models (brackets move the operators away from between the operands)."""
+        """Tables for queries written like ``"50+11"`` (``plain_text``, ``_encode_plain``), whatever
+        the model: with brackets, the operands and operators of such a query sit in fixed columns too."""
         config = self.config
         width, ops = config.operand_width, config.operators
         self._every_operand_in_range = config.min_operand == 0 and config.max_operand == 10**width - 1
@@ -86,6 +86,7 @@ class Codec:
         longest = config.max_terms * (width + 1) - 1
         self._plain_query = None
         self._structures: dict[tuple[str, ...], str] = {}
+        self._plain_columns = self._find_plain_columns()
         if longest <= MAX_QUERY_CHARS:
             terms = rf"[0-9]{{1,{width}}}"
             pattern = rf"{terms}(?:[{re.escape(ops)}]{terms}){{{config.min_terms - 1},{config.max_terms - 1}}}"
@@ -210,7 +211,7 @@ class Codec:
         config = self.config
         indices = np.full((len(queries), self._input_length), len(config.alphabet) - 1, dtype=np.intp)
         errors: list[QueryError | None] = [None] * len(queries)
-        done = self._encode_plain(queries, indices) if not config.brackets else np.zeros(len(queries), dtype=bool)
+        done = self._encode_plain(queries, indices)
         if done.all():
             return indices, errors
         rest = np.flatnonzero(~done).tolist()
@@ -287,26 +288,41 @@ class Codec:
     def _plain_rows(self, n, counts, good, symbols, operators) -> np.ndarray:
         """Canonical rows (before reversal) from each term's digit symbols and each operator's symbol.
 
-        Term t of a query takes columns t * (width + 1) onwards, its operator the column
-        before; absent terms stay padding. Rows of refused queries hold anything."""
+        Without brackets, term t of a query takes columns t * (width + 1) onwards and its
+        operator the column before; with brackets, the operands come first and each operator
+        has its column in the structure after them (``_plain_columns``). Absent terms stay
+        padding. Rows of refused queries hold anything."""
         config, width = self.config, self.config.operand_width
-        slot = width + 1
-        columns = max(config.max_terms * slot, self._input_length)
+        digit_columns, operator_columns = self._plain_columns
+        columns = max(config.max_terms * (width + 1), self._input_length)
         rows = np.full((n, columns), len(config.alphabet) - 1, dtype=np.intp)
         terms = int(counts[0])
-        if (counts == terms).all() and terms <= config.max_terms:  # all alike: no scatter needed
-            blocks = rows[:, : terms * slot].reshape(n, terms, slot)
+        if not config.brackets and (counts == terms).all() and terms <= config.max_terms:  # no scatter needed
+            blocks = rows[:, : terms * (width + 1)].reshape(n, terms, width + 1)
             blocks[:, :, :width] = symbols.reshape(n, terms, width)
             blocks[:, : terms - 1, width] = operators.reshape(n, terms - 1)
             return rows[:, : self._input_length]
         keep = good.repeat(counts)
         term_index = np.arange(len(symbols)) - np.repeat(np.cumsum(counts) - counts, counts)
-        base = (np.repeat(np.arange(n), counts) * columns + term_index * slot)[keep]
+        follows = term_index > 0  # terms after an operator, in the order of ``operators``
+        row_start = np.repeat(np.arange(n) * columns, counts)
         flat = rows.reshape(-1)
-        flat[(base[:, np.newaxis] + np.arange(width)).ravel()] = symbols[keep].ravel()
-        follows = term_index[keep] > 0
-        flat[base[follows] - 1] = operators[(keep & (term_index > 0))[term_index > 0]]
+        flat[(row_start[keep, np.newaxis] + digit_columns[term_index[keep]]).ravel()] = symbols[keep].ravel()
+        placed = keep & follows
+        flat[row_start[placed] + operator_columns[term_index[placed]]] = operators[keep[follows]]
         return rows[:, : self._input_length]
+
+    def _find_plain_columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each term's digit columns, and the column of the operator before it, in a bracket-free
+        query's canonical text before reversal: read off ``canonical_text`` itself (``_shape_row``),
+        so the batch path cannot drift from the one definition of the layout."""
+        config, width, length = self.config, self.config.operand_width, self._input_length
+        terms, operator = config.max_terms, config.operators[0]
+        template, digit_columns = self._shape_row((terms, (operator,) * (terms - 1), ()))
+        operator_columns = np.flatnonzero(template == self._symbol_index[ord(operator)])
+        if self._reverse_input:  # back to the order the text is written in
+            digit_columns, operator_columns = length - 1 - digit_columns, (length - 1 - operator_columns)[::-1]
+        return digit_columns.reshape(terms, width), np.concatenate(([-1], operator_columns)).astype(np.intp)
 
     def plain_text(self, query: str) -> str | None:
         """``canonical_text(parse(query))`` for a query written like ``"50+11"``, without the

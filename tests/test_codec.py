@@ -271,3 +271,15 @@ def test_the_single_query_fast_path_takes_plain_queries_and_leaves_the_rest():
     for query in ["1+2", "12-3+99", "0+0-0"]:
         assert bracketed.plain_text(query) == bracketed.canonical_text(bracketed.parse(query)), query
     assert bracketed.plain_text("(1+2)-3") is None
+
+
+@pytest.mark.parametrize("reverse_input", [True, False])
+def test_bracket_free_queries_to_a_bracket_model_are_encoded_by_numpy_too(reverse_input):
+    config = ModelConfig(max_terms=3, operators="+-", max_operand=99, brackets=True, reverse_input=reverse_input)
+    codec = Codec(config)
+    queries = ["7+1", "12-3", "99+0-45", "5-5+6", "0099-1"]
+    out = np.zeros((len(queries), config.input_length), dtype=np.int64)
+    assert codec._encode_plain(queries, out).all()
+    expected = codec.texts_to_indices([codec.canonical_text(codec.parse(q)) for q in queries], config.input_length)
+    assert (out == expected).all()
+    assert not codec._encode_plain(["(1+2)-3"], out[:1]).any()
