@@ -238,3 +238,51 @@ def test_single_queries_from_many_threads_each_use_their_own_buffers(adder):
     with ThreadPoolExecutor(max_workers=6) as pool:
         for _ in range(3):
             assert list(pool.map(adder, queries)) == expected
+
+
+def index_model(path: Path) -> tuple[Path, ModelConfig]:
+    """A hand-made model taking int32 indices (encoding 'index') that writes 0042 for any query:
+    its one-query buffers are int32, not one-hot floats."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from adder.config import BATCH_DIM
+
+    config = ModelConfig(encoding="index", reverse_output=False)
+    steps, vocab = config.output_length, len(config.alphabet)
+    answer = np.zeros((1, steps, vocab), np.float32)
+    answer[0, np.arange(steps), [0, 0, 4, 2]] = 1
+    nodes = [
+        helper.make_node("Cast", ["query"], ["floats"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["floats", "axes"], ["total"], keepdims=1),  # [N, 1]
+        helper.make_node("Unsqueeze", ["total", "axes"], ["column"]),  # [N, 1, 1]
+        helper.make_node("Mul", ["column", "zero"], ["nothing"]),
+        helper.make_node("Add", ["nothing", "answer"], ["probs"]),
+    ]
+    initializers = [
+        numpy_helper.from_array(np.array([1], np.int64), "axes"),
+        numpy_helper.from_array(np.zeros((), np.float32), "zero"),
+        numpy_helper.from_array(answer, "answer"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "index",
+        [helper.make_tensor_value_info("query", TensorProto.INT32, [BATCH_DIM, config.input_length])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [BATCH_DIM, steps, vocab])],
+        initializers,
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    proto.ir_version = 8
+    helper.set_model_props(proto, {METADATA_KEY: config.to_json()})
+    onnx.save(proto, path)
+    return path, config
+
+
+def test_a_model_reading_indices_answers_single_queries_through_its_int32_buffers(tmp_path):
+    path, _config = index_model(tmp_path / "index.onnx")
+    adder = Adder(path)
+    assert adder("3+10") == 42 and adder("999+999") == 42
+    assert adder._local.buffers.input.dtype == np.int32
+    assert adder.batch(["1+1"] * 20) == [42] * 20
+    with pytest.raises(QueryError, match="outside this model's range"):
+        adder("1000+1")
