@@ -18,6 +18,7 @@ import os
 import select
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from stat import S_ISREG
@@ -107,7 +108,7 @@ class StdinLines:
         watched = [self.fd] if self._wake is None else [self.fd, self._wake]
         try:
             readable = select.select(watched, [], [], timeout)[0]
-        except (OSError, ValueError):  # a descriptor select cannot watch: read, as before select
+        except (OSError, ValueError):  # a descriptor select cannot watch: read it, and let the read wait
             return True
         if self._wake in readable:
             _drain(self._wake)
@@ -206,7 +207,8 @@ class StdinLines:
         try:
             yield
         finally:
-            signal.signal(signal.SIGTERM, previous_handler)
+            held = previous_handler is _hold_on_main_thread  # unblocked now: holding would loop
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if held else previous_handler)
             signal.set_wakeup_fd(previous_wakeup)
             self._wake = None
             os.close(wake)
@@ -214,10 +216,21 @@ class StdinLines:
 
 
 def hold_sigterm() -> None:
-    """Until StdinLines.ended_by_sigterm takes over, hold SIGTERM back (blocked, pending) rather
-    than die of it: a query sent while Python starts and the model loads is still answered."""
-    if hasattr(signal, "pthread_sigmask") and hasattr(signal, "SIGTERM"):
+    """Until StdinLines.ended_by_sigterm takes over, hold SIGTERM back (pending) rather than die
+    of it: a query sent while Python starts and the model loads is still answered.
+
+    The main thread blocks it; one that reaches another thread (numpy's and onnxruntime's
+    do not block it) is sent on to the main thread (``_hold_on_main_thread``), to wait there.
+    """
+    if hasattr(signal, "pthread_sigmask") and hasattr(signal, "pthread_kill") and hasattr(signal, "SIGTERM"):
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        signal.signal(signal.SIGTERM, _hold_on_main_thread)
+
+
+def _hold_on_main_thread(signum, frame) -> None:
+    """Python runs signal handlers on the main thread, which blocks SIGTERM while held: so sent
+    to itself, the signal waits, pending, until ended_by_sigterm unblocks it."""
+    signal.pthread_kill(threading.get_ident(), signum)
 
 
 def _drain(fd: int) -> None:

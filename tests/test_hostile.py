@@ -450,6 +450,29 @@ def test_sigterm_answers_every_line_already_sent_then_exits(count):
     assert out.decode().splitlines() == [str(i % 1000 + i % 7) for i in range(count)]
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the signal mask from /proc")
+def test_sigterm_while_the_model_loads_still_answers_the_lines_sent():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "adder", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        process.stdin.write(b"1+1\n2+2\n3+3\n")
+        process.stdin.flush()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until SIGTERM is held back: the command has started
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            blocked = int(next(line for line in status.splitlines() if line.startswith("SigBlk:")).split()[1], 16)
+            if blocked == 1 << (signal.SIGTERM - 1):  # not every signal, as between fork and exec
+                break
+            time.sleep(0.001)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=120) == 143
+        assert process.stdout.read().decode() == "2\n4\n6\n"
+    finally:
+        process.kill()
+        process.wait()
+
+
 def test_answer_chunks_answers_every_chunk_in_flight_before_asking_for_more_when_input_is_idle():
     adder = Adder(threads=4)
     asked = []
