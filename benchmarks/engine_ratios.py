@@ -36,7 +36,8 @@ from adder.session import CHUNK_SIZE, SPLIT_ROWS, _open_session, shipped_models
 
 STRINGS = 200_000  # queries for the batch rows
 CALL = 1_024  # queries per call for the per-call rows
-STREAM_LINES = 1_000_000  # most lines piped through `adder -`; fewer for slow models (--stream-seconds)
+STREAM_LINES = 1_000_000  # most lines piped through `adder -`; fewer for slow models (STREAM_SECONDS)
+STREAM_SECONDS = 3.0  # CPU seconds of batch work per stream run: the default model reaches STREAM_LINES
 SINGLE_QUERY = "50+11"
 
 
@@ -327,7 +328,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--strings", type=int, default=STRINGS)
-    parser.add_argument("--stream-seconds", type=float, default=1.5, help="batch work per stream run")
+    parser.add_argument("--stream-seconds", type=float, default=STREAM_SECONDS, help="batch work per stream run")
     parser.add_argument("--seconds", type=float, default=0.4, help="time per single-query measurement")
     parser.add_argument("--models", nargs="*", help="shipped models to measure (default: all)")
     args = parser.parse_args()

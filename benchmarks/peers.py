@@ -284,7 +284,7 @@ def main() -> None:
     parser.add_argument("--ratios-only", action="store_true", help="print the first table alone")
     args = parser.parse_args()
 
-    ratios = engine_ratios.measure(args.ratio_rounds, engine_ratios.STRINGS, 1.5, args.seconds)
+    ratios = engine_ratios.measure(args.ratio_rounds, engine_ratios.STRINGS, engine_ratios.STREAM_SECONDS, args.seconds)
     engine_ratios.print_table(ratios)
     if args.ratios_only:
         write_json(args.json, {"ratios": ratios})
