@@ -181,7 +181,7 @@ class _QueryBuffers:
     """One thread's input and output tensors for single queries, bound once to the one-query session.
 
     Binding both ends skips what ``run`` does per call to wrap numpy arrays and to allocate and
-    convert its output: measured 14.6 -> 11.6 us a query on the 16/16 default's one-query graph.
+    convert its output: measured about 14.5 -> 12 us a run on the 16/16 default's one-query graph.
     A query's tensor is written into the bound input's bytes; the answer is read from the output.
     """
 
