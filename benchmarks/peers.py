@@ -1,7 +1,11 @@
-"""The shipped default model's weights in every engine we could run, in one run (by hand, not a test).
+"""adder against its own engine, and the default model in every engine we could run: one run, by hand.
 
     pip install '.[train,bench]'
     python benchmarks/peers.py --json peers.json
+    python benchmarks/peers.py --ratios-only      # the first table alone (needs no extra)
+
+The first table leads: for every shipped model, what `adder` costs next to onnxruntime
+alone on the same graphs (benchmarks/engine_ratios.py says exactly how each side runs).
 
 Engines: `adder` (the public API, from query strings), raw onnxruntime on the shipped
 graph and on its batch graph, OpenVINO, tract (the batch graph at a fixed batch: its
@@ -33,6 +37,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import engine_ratios  # noqa: E402  (beside this script)
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 
@@ -42,7 +47,7 @@ from adder.session import MODELS_DIR  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 KERAS_MODEL = REPO / "train" / "models" / "default.keras"
 BATCHES = (1, 64, 1024, 8192)
-TARGET_STRINGS = 200_000  # Adder.batch against the floor: this many strings, in one call and in calls of 1,024
+TARGET_STRINGS = 200_000  # Adder.batch over this many strings, whole and in calls of 1,024, against the floor
 QUERY = "3+10"
 
 
@@ -275,7 +280,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=0.4, help="time spent per measurement")
     parser.add_argument("--skip", nargs="*", default=[], help="engines to leave out (e.g. keras tract)")
     parser.add_argument("--json", help="write the rows to this file")
+    parser.add_argument("--ratio-rounds", type=int, default=5, help="interleaved rounds of the first table")
+    parser.add_argument("--ratios-only", action="store_true", help="print the first table alone")
     args = parser.parse_args()
+
+    ratios = engine_ratios.measure(args.ratio_rounds, engine_ratios.STRINGS, engine_ratios.STREAM_SECONDS, args.seconds)
+    engine_ratios.print_table(ratios)
+    if args.ratios_only:
+        write_json(args.json, {"ratios": ratios})
+        return
+    print()
 
     import keras
 
@@ -355,7 +369,7 @@ def main() -> None:
             + " ".join(f"{row[f'qps_b{b}']:>10,.0f}" for b in BATCHES)
             + f"  {row['floor_ratio']:>9.2f}"
         )
-    print("Adder.batch against the floor:")
+    print("Adder.batch from strings against the floor:")
     target_rows = {}
     for name, values in target_qps.items():
         m = median_range(values)
@@ -371,11 +385,17 @@ def main() -> None:
         print(f"{key}: not measured ({reason})")
     if args.json:
         floor = {"sgemm_gflops": gflops, "macs_per_query": macs, "qps": floor_qps}
-        record = {"rows": rows, "floor": floor, "bounds": bound_rows, "targets": target_rows}
-        record |= {"failed": failed, "rounds": args.rounds}
-        with tempfile.NamedTemporaryFile("w", dir=Path(args.json).resolve().parent, delete=False) as tmp:
-            json.dump(record, tmp, indent=2)
-        os.replace(tmp.name, args.json)
+        record = {"ratios": ratios, "rows": rows, "floor": floor, "bounds": bound_rows, "targets": target_rows}
+        write_json(args.json, record | {"failed": failed, "rounds": args.rounds})
+
+
+def write_json(path: str | None, record: dict) -> None:
+    """Atomically: a run stopped half-way leaves the previous file whole."""
+    if not path:
+        return
+    with tempfile.NamedTemporaryFile("w", dir=Path(path).resolve().parent, delete=False) as tmp:
+        json.dump(record, tmp, indent=2)
+    os.replace(tmp.name, path)
 
 
 if __name__ == "__main__":

@@ -83,6 +83,11 @@ def answer_stream(adder, chunks: Iterable[list[str]], label: str, as_json: bool,
     failed = number = 0
     out = sys.stdout
     for chunk, results in adder.answer_chunks(chunks, idle):
+        if not as_json and QueryError not in map(type, results):  # nearly every chunk: no loop per line
+            number += len(chunk)
+            write_out(out, "\n".join(map(str, results)) + "\n")
+            progress.update(number)
+            continue
         lines = []
         for query, result in zip(chunk, results):
             number += 1

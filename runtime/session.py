@@ -177,6 +177,28 @@ def _check_signature(session: ort.InferenceSession, config: ModelConfig, path: P
             )
 
 
+class _QueryBuffers:
+    """One thread's input and output tensors for single queries, bound once to the one-query session.
+
+    Binding both ends skips what ``run`` does per call to wrap numpy arrays and to allocate and
+    convert its output: measured about 14.5 -> 12 us a run on the 16/16 default's one-query graph.
+    A query's tensor is written into the bound input's bytes; the answer is read from the output.
+    """
+
+    def __init__(self, session: ort.InferenceSession, config: ModelConfig) -> None:
+        one_hot = config.encoding != "index"
+        shape = (1, config.input_length, len(config.alphabet)) if one_hot else (1, config.input_length)
+        self.input = np.zeros(shape, dtype=np.float32 if one_hot else np.int32)
+        self.input_bytes = memoryview(self.input).cast("B")
+        self.output = np.zeros((1, config.output_length, len(config.alphabet)), dtype=np.float32)
+        self._value = ort.OrtValue.ortvalue_from_numpy(self.input)  # shares self.input's memory
+        self.binding = session.io_binding()
+        self.binding.bind_ortvalue_input(session.get_inputs()[0].name, self._value)
+        self.binding.bind_output(
+            session.get_outputs()[0].name, "cpu", 0, np.float32, list(self.output.shape), self.output.ctypes.data
+        )
+
+
 class Adder:
     """Answers arithmetic queries with a trained seq2seq model.
 
@@ -214,6 +236,7 @@ class Adder:
         self._session = model_session if single_session is None else single_session
         _LIVE.add(self)  # so a forked child rebuilds what threads it relies on (_after_fork)
         self.codec = Codec(self.config)
+        self._local = threading.local()  # each thread's _QueryBuffers, bound to self._session
         self._input_name = self._session.get_inputs()[0].name
         self._outputs = [self._session.get_outputs()[0].name]
 
@@ -222,9 +245,17 @@ class Adder:
 
     def __call__(self, query: str) -> int:
         """Answer one query, e.g. ``adder("3+10") == 13``; raises QueryError if it is invalid."""
-        x = self.codec.encode_one(self.parse(query))
-        (probs,) = self._session.run(self._outputs, {self._input_name: x})
-        answer = self.codec.decode_one(probs[0])
+        codec = self.codec
+        text = codec.plain_text(query)  # "50+11" without the parser; anything else goes through it
+        if text is None:
+            text = codec.canonical_text(self.parse(query))
+        try:
+            buffers = self._local.buffers
+        except AttributeError:
+            buffers = self._local.buffers = _QueryBuffers(self._session, self.config)
+        buffers.input_bytes[:] = codec.text_bytes(text)
+        self._session.run_with_iobinding(buffers.binding)
+        answer = codec.decode_one(buffers.output[0])
         if answer is None:
             raise QueryError(f"the model wrote no valid number for {query!r}")
         return answer
@@ -301,10 +332,11 @@ class Adder:
     def _answer_chunk(self, chunk: list[str]) -> tuple[list[int | QueryError], bool]:
         codec = self.codec
         indices, errors = codec.encode_batch(chunk)
-        rows = [i for i, error in enumerate(errors) if error is None]
+        clean = not any(errors)
+        rows = range(len(chunk)) if clean else [i for i, error in enumerate(errors) if error is None]
         results: list[int | QueryError | None] = list(errors)
         if rows:
-            subset = indices if len(rows) == len(chunk) else indices[rows]
+            subset = indices if clean else indices[rows]
             values, valid = codec.decode_answers(self._run(codec.to_model_input(subset)))
             if len(rows) == len(chunk) and valid.all():  # nearly every chunk: no Python work per query
                 return values.tolist(), True
@@ -365,6 +397,7 @@ class Adder:
         self._executor = None
         self._batch_session = None
         self._session = _open_session(self._single_bytes, self.single_path, 1, single=True)
+        self._local = threading.local()
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._lock:

@@ -194,3 +194,92 @@ def test_plain_queries_take_the_vectorised_path():
     refused = ["3 + 10", "1000+1", "3+", "+3", "3++4", "3+4\x00", "", "3+4+5"]
     out = np.zeros((len(refused), CONFIG.input_length), dtype=np.int64)
     assert not CODEC._encode_plain(refused, out).any()
+
+
+# Text a hostile caller might send: every symbol of the grammars, the space and tab the parser
+# skips, newlines (the batch path joins queries with them), NUL, non-ASCII digits, lone surrogates.
+HOSTILE_SYMBOLS = "0123456789+-*() \t\n\r\x00é٣\udc80"
+PLAIN_CONFIGS = [
+    *VECTOR_CONFIGS,
+    ModelConfig(min_terms=2, max_terms=3, operators="-", min_operand=3, max_operand=5),
+    ModelConfig(max_terms=3, operators="+-", max_operand=99, brackets=True),
+    ModelConfig(max_terms=4, operators="+-*", max_operand=9, brackets=True, reverse_input=False),
+]
+
+
+def hostile_queries() -> st.SearchStrategy[str]:
+    valid = st.lists(st.integers(0, 1200), min_size=1, max_size=4).flatmap(
+        lambda terms: st.lists(st.sampled_from("+-*"), min_size=len(terms) - 1, max_size=len(terms) - 1).map(
+            lambda ops: str(terms[0]) + "".join(op + str(term) for op, term in zip(ops, terms[1:]))
+        )
+    )
+    mutated = st.builds(lambda q, i, c: q[:i] + c + q[i:], valid, st.integers(0, 12), st.sampled_from(HOSTILE_SYMBOLS))
+    zeros = st.builds(lambda q, k: "0" * k + q, valid, st.sampled_from([1, 2, 5, MAX_QUERY_CHARS]))
+    return st.one_of(valid, mutated, zeros, st.text(HOSTILE_SYMBOLS, max_size=12), st.text(max_size=10))
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.sampled_from(PLAIN_CONFIGS), hostile_queries())
+def test_the_single_query_fast_path_accepts_only_what_parse_accepts_and_writes_the_same_text(config, query):
+    """plain_text is an optimisation of canonical_text(parse(query)): never a second grammar."""
+    codec = Codec(config)
+    fast = codec.plain_text(query)
+    try:
+        strict = codec.canonical_text(codec.parse(query))
+    except QueryError:
+        assert fast is None, query
+        return
+    assert fast is None or fast == strict, query
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(PLAIN_CONFIGS), st.lists(hostile_queries(), max_size=40))
+def test_batch_encoding_of_hostile_text_matches_parse_row_by_row(config, queries):
+    codec = Codec(config)
+    indices, errors = codec.encode_batch(queries)
+    for query, row, error in zip(queries, indices, errors):
+        try:
+            expected = codec.texts_to_indices([codec.canonical_text(codec.parse(query))], config.input_length)[0]
+        except QueryError as exc:
+            assert error is not None and str(error) == str(exc), query
+            continue
+        assert error is None and (row == expected).all(), query
+
+
+def test_plain_queries_of_every_term_count_are_encoded_by_numpy_in_one_batch():
+    config = ModelConfig(min_terms=2, max_terms=4, operators="+-", max_operand=99)
+    codec = Codec(config)
+    queries = ["7+1", "12-3", "99+0-45", "5+5+6-1", "0099-1"]
+    out = np.zeros((len(queries), config.input_length), dtype=np.int64)
+    assert codec._encode_plain(queries, out).all()
+    expected = codec.texts_to_indices([codec.canonical_text(codec.parse(q)) for q in queries], config.input_length)
+    assert (out == expected).all()
+
+
+def test_a_query_holding_a_newline_leaves_the_whole_batch_to_parse():
+    out = np.zeros((3, CONFIG.input_length), dtype=np.int64)
+    assert not CODEC._encode_plain(["1+2", "3+4\n5+6", "7+8"], out).any()
+    indices, errors = CODEC.encode_batch(["1+2", "3+4\n5+6", "7+8"])
+    assert errors[0] is None and errors[2] is None and "position 4" in str(errors[1])
+
+
+def test_the_single_query_fast_path_takes_plain_queries_and_leaves_the_rest():
+    assert CODEC.plain_text("50+11") == CODEC.canonical_text(CODEC.parse("50+11"))
+    for query in ["50 + 11", "0050+11", "1000+1", "3+", "+3", "3", "3+4+5", "٣+4", b"3+4", "3+4\n"]:
+        assert CODEC.plain_text(query) is None, query
+    bracketed = Codec(ModelConfig(brackets=True, operators="+-", max_operand=99, max_terms=3))
+    for query in ["1+2", "12-3+99", "0+0-0"]:
+        assert bracketed.plain_text(query) == bracketed.canonical_text(bracketed.parse(query)), query
+    assert bracketed.plain_text("(1+2)-3") is None
+
+
+@pytest.mark.parametrize("reverse_input", [True, False])
+def test_bracket_free_queries_to_a_bracket_model_are_encoded_by_numpy_too(reverse_input):
+    config = ModelConfig(max_terms=3, operators="+-", max_operand=99, brackets=True, reverse_input=reverse_input)
+    codec = Codec(config)
+    queries = ["7+1", "12-3", "99+0-45", "5-5+6", "0099-1"]
+    out = np.zeros((len(queries), config.input_length), dtype=np.int64)
+    assert codec._encode_plain(queries, out).all()
+    expected = codec.texts_to_indices([codec.canonical_text(codec.parse(q)) for q in queries], config.input_length)
+    assert (out == expected).all()
+    assert not codec._encode_plain(["(1+2)-3"], out[:1]).any()

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from adder import Adder, ModelError, QueryError
 from adder.config import METADATA_KEY, ModelConfig
 from adder.session import MODELS_DIR, shipped_models
+from tests.test_codec import hostile_queries
 
 DEFAULT = MODELS_DIR / "default.onnx"
 
@@ -202,3 +203,86 @@ def test_single_queries_run_on_the_one_query_graph_and_agree_with_the_model_grap
     assert Adder(alone).single_path == alone and Adder(alone)("50+11") == 61
     shutil.copy(adder.path.with_name("arith.single.onnx"), tmp_path / "default.single.onnx")
     assert Adder(alone).single_path == alone and Adder(alone)("50+11") == 61
+
+
+def strict_answer(adder: Adder, query: str) -> int | str:
+    """What adder(query) must give, by the one strict parser and a plain session.run: the answer,
+    or the QueryError's message."""
+    codec = adder.codec
+    try:
+        x = codec.encode_one(codec.parse(query))
+    except QueryError as exc:
+        return str(exc)
+    answer = codec.decode_one(adder._session.run(None, {adder._input_name: x})[0][0])
+    return f"the model wrote no valid number for {query!r}" if answer is None else answer
+
+
+@pytest.fixture(scope="module", params=shipped_models())
+def every_model(request) -> Adder:
+    return Adder(request.param)
+
+
+@settings(max_examples=300, deadline=None)
+@given(query=hostile_queries())
+def test_a_single_query_gets_the_strict_parsers_answer_or_error_word_for_word(every_model, query):
+    try:
+        got: int | str = every_model(query)
+    except QueryError as exc:
+        got = str(exc)
+    assert got == strict_answer(every_model, query)
+
+
+def test_single_queries_from_many_threads_each_use_their_own_buffers(adder):
+    queries = [f"{a}+{b}" for a in range(0, 1000, 13) for b in range(0, 1000, 131)]
+    expected = [strict_answer(adder, q) for q in queries]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        for _ in range(3):
+            assert list(pool.map(adder, queries)) == expected
+
+
+def index_model(path: Path) -> tuple[Path, ModelConfig]:
+    """A hand-made model taking int32 indices (encoding 'index') that writes 0042 for any query:
+    its one-query buffers are int32, not one-hot floats."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from adder.config import BATCH_DIM
+
+    config = ModelConfig(encoding="index", reverse_output=False)
+    steps, vocab = config.output_length, len(config.alphabet)
+    answer = np.zeros((1, steps, vocab), np.float32)
+    answer[0, np.arange(steps), [0, 0, 4, 2]] = 1
+    nodes = [
+        helper.make_node("Cast", ["query"], ["floats"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["floats", "axes"], ["total"], keepdims=1),  # [N, 1]
+        helper.make_node("Unsqueeze", ["total", "axes"], ["column"]),  # [N, 1, 1]
+        helper.make_node("Mul", ["column", "zero"], ["nothing"]),
+        helper.make_node("Add", ["nothing", "answer"], ["probs"]),
+    ]
+    initializers = [
+        numpy_helper.from_array(np.array([1], np.int64), "axes"),
+        numpy_helper.from_array(np.zeros((), np.float32), "zero"),
+        numpy_helper.from_array(answer, "answer"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "index",
+        [helper.make_tensor_value_info("query", TensorProto.INT32, [BATCH_DIM, config.input_length])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [BATCH_DIM, steps, vocab])],
+        initializers,
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    proto.ir_version = 8
+    helper.set_model_props(proto, {METADATA_KEY: config.to_json()})
+    onnx.save(proto, path)
+    return path, config
+
+
+def test_a_model_reading_indices_answers_single_queries_through_its_int32_buffers(tmp_path):
+    path, _config = index_model(tmp_path / "index.onnx")
+    adder = Adder(path)
+    assert adder("3+10") == 42 and adder("999+999") == 42
+    assert adder._local.buffers.input.dtype == np.int32
+    assert adder.batch(["1+1"] * 20) == [42] * 20
+    with pytest.raises(QueryError, match="outside this model's range"):
+        adder("1000+1")
