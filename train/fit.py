@@ -68,10 +68,6 @@ class TrainSettings:
             return config.max_terms
         return min(config.max_terms, config.min_terms + epoch // self.curriculum)
 
-    def learning_rate_at(self, epoch: int) -> float:
-        """Within the first cycle (runs that do not drive themselves to exact have only that one)."""
-        return learning_rate_at(first_cycle(self.epochs, self.learning_rate), epoch, self.schedule)
-
 
 def checkpoint_dir(out: Path) -> Path:
     return out.with_name(out.name + ".ckpt")
