@@ -22,7 +22,7 @@ def input_spec(config: ModelConfig):
 
     if config.encoding == "index":
         return tf.TensorSpec((None, config.input_length), tf.int32, name=INPUT_NAME)
-    return tf.TensorSpec((None, config.input_length, len(config.alphabet)), tf.float32, name=INPUT_NAME)
+    return tf.TensorSpec((None, config.input_length, config.input_features), tf.float32, name=INPUT_NAME)
 
 
 def keras_to_onnx(model, config: ModelConfig, opset: int = OPSET) -> onnx.ModelProto:

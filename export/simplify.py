@@ -38,8 +38,9 @@ def simplify(proto: onnx.ModelProto, config: ModelConfig, single: bool = False) 
     """The rebuilt graph; with ``single``, for exactly one query: every shape fixed at batch 1,
     the transposes written as reshapes (free views), which onnxruntime runs about a third
     faster than the same graph with the batch dimension merely pinned to 1."""
-    if config.encoding != "onehot":
-        raise SimplifyError("only one-hot inputs are rebuilt")
+    if config.encoding not in ("onehot", "ordinal"):
+        raise SimplifyError("only float inputs (one-hot or ordinal) are rebuilt")
+    features = config.input_features
     graph = proto.graph
     weights = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     lstms = [node for node in graph.node if node.op_type == "LSTM"]
@@ -57,7 +58,7 @@ def simplify(proto: onnx.ModelProto, config: ModelConfig, single: bool = False) 
     bias = weights[bias_adds[0].input[1]]
     vocab, steps = len(config.alphabet), config.output_length
     hidden = [int(weights[node.input[2]].shape[-1]) for node in lstms]
-    if kernel.shape != (hidden[1], vocab) or weights[lstms[0].input[1]].shape[-1] != vocab:
+    if kernel.shape != (hidden[1], vocab) or weights[lstms[0].input[1]].shape[-1] != features:
         raise SimplifyError("layer sizes do not match the config")
 
     def lstm(node, x: str, outputs: list[str], name: str) -> onnx.NodeProto:
@@ -91,14 +92,14 @@ def simplify(proto: onnx.ModelProto, config: ModelConfig, single: bool = False) 
     initializers.append(numpy_helper.from_array(np.array([steps, 1, 1], np.int64), "repeat"))
     initializers.append(numpy_helper.from_array(np.array([1], np.int64), "direction_axis"))
     if single:
-        query_shape = np.array([config.input_length, 1, vocab], np.int64)
+        query_shape = np.array([config.input_length, 1, features], np.int64)
         initializers.append(numpy_helper.from_array(query_shape, "query_shape"))
         initializers.append(numpy_helper.from_array(np.array([1, steps, hidden[1]], np.int64), "answer_shape"))
     batch = 1 if single else BATCH_DIM
     rebuilt = helper.make_graph(
         nodes,
         "adder",
-        [helper.make_tensor_value_info("query", TensorProto.FLOAT, [batch, config.input_length, vocab])],
+        [helper.make_tensor_value_info("query", TensorProto.FLOAT, [batch, config.input_length, features])],
         [helper.make_tensor_value_info("answer", TensorProto.FLOAT, [batch, steps, vocab])],
         initializers,
     )

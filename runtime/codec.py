@@ -145,9 +145,13 @@ class Codec:
         return indices
 
     def to_model_input(self, indices: np.ndarray) -> np.ndarray:
-        """Indices -> the tensor the model takes: one-hot float32 or int32 indices."""
+        """Indices -> the tensor the model takes: one-hot float32, int32 indices, or one float32
+        per step (ordinal: the symbol's index scaled to 0..1, so digit d is d / (vocab - 1) and
+        operators, brackets and padding follow the digits)."""
         if self.config.encoding == "index":
             return indices.astype(np.int32)
+        if self.config.encoding == "ordinal":
+            return (indices.astype(np.float32) / np.float32(len(self.config.alphabet) - 1))[..., np.newaxis]
         return np.take(self._one_hot, indices, axis=0)  # 1,024 queries: 13 us, self._one_hot[indices] 46-67
 
     def encode_expressions(self, expressions: Iterable[Expression]) -> np.ndarray:

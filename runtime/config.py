@@ -23,13 +23,13 @@ METADATA_KEY = "adder.config"
 BATCH_DIM = "batch"  # name of every model's first (batch) dimension; the runtime pins it to 1 for single queries
 PAD = " "
 SUPPORTED_OPERATORS = "+-*"
-ENCODINGS = ("onehot", "index")
+ENCODINGS = ("onehot", "index", "ordinal")
 
 
 # Far beyond any model one could train here, and small enough that every derived size
 # (bracket layouts, input and output lengths) stays cheap to compute for a crafted file.
 MAX_TERMS = 8
-MAX_OPERAND = 10**9 - 1
+MAX_OPERAND = 10**10 - 1  # ten digits: the field's benchmark for tiny adders (AdderBoard)
 MAX_CONFIG_CHARS = 4_000_000  # the metadata string; a long training record is ~100 kB
 
 
@@ -115,6 +115,12 @@ class ModelConfig:
     def alphabet(self) -> str:
         """Symbols the model reads and writes; a symbol's index is its one-hot position."""
         return DIGITS + self.operators + ("()" if self.brackets else "") + PAD
+
+    @property
+    def input_features(self) -> int:
+        """Numbers per input time step: a one-hot vector, one ordinal number, or (index) none
+        (a single int32 per step, not a feature axis)."""
+        return {"onehot": len(self.alphabet), "ordinal": 1}.get(self.encoding, 0)
 
     @property
     def operand_width(self) -> int:

@@ -165,7 +165,7 @@ def _check_signature(session: ort.InferenceSession, config: ModelConfig, path: P
     if config.encoding == "index":
         want_in, want_type = [config.input_length], "tensor(int32)"
     else:
-        want_in, want_type = [config.input_length, vocab], "tensor(float)"
+        want_in, want_type = [config.input_length, config.input_features], "tensor(float)"
     checks = [
         ("input", inputs[0].shape[1:], want_in, inputs[0].type, want_type),
         ("output", outputs[0].shape[1:], [config.output_length, vocab], outputs[0].type, "tensor(float)"),
@@ -186,9 +186,9 @@ class _QueryBuffers:
     """
 
     def __init__(self, session: ort.InferenceSession, config: ModelConfig) -> None:
-        one_hot = config.encoding != "index"
-        shape = (1, config.input_length, len(config.alphabet)) if one_hot else (1, config.input_length)
-        self.input = np.zeros(shape, dtype=np.float32 if one_hot else np.int32)
+        floats = config.encoding != "index"
+        shape = (1, config.input_length, config.input_features) if floats else (1, config.input_length)
+        self.input = np.zeros(shape, dtype=np.float32 if floats else np.int32)
         self.input_bytes = memoryview(self.input).cast("B")
         self.output = np.zeros((1, config.output_length, len(config.alphabet)), dtype=np.float32)
         self._value = ort.OrtValue.ortvalue_from_numpy(self.input)  # shares self.input's memory

@@ -31,10 +31,20 @@ def run_adder(*args: str, stdin: bytes | None = None, env: dict | None = None) -
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> tuple[Path, Path]:
     """A 2-term, 0..9 model: (keras path, onnx path), via the real train and export commands."""
+    return train_and_export(tmp_path_factory, "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_ordinal_model(tmp_path_factory) -> tuple[Path, Path]:
+    """The tiny model with ordinal inputs: one number per time step."""
+    return train_and_export(tmp_path_factory, "tiny-ordinal", "--encoding", "ordinal")
+
+
+def train_and_export(tmp_path_factory, name: str, *extra: str) -> tuple[Path, Path]:
     if not HAS_TRAINING_STACK:
         pytest.skip("needs the train extra")
-    folder = tmp_path_factory.mktemp("tiny")
-    keras_path, onnx_path = folder / "tiny.keras", folder / "tiny.onnx"
+    folder = tmp_path_factory.mktemp(name)
+    keras_path, onnx_path = folder / f"{name}.keras", folder / f"{name}.onnx"
     train = [sys.executable, "-c", "from adder.train.cli import main; main()"]
     args = [
         "--largest",
@@ -48,6 +58,7 @@ def tiny_model(tmp_path_factory) -> tuple[Path, Path]:
         "64",
         "--seed",
         "3",
+        *extra,
     ]
     subprocess.run([*train, *args, "--out", str(keras_path)], check=True, capture_output=True, timeout=600)
     export = [sys.executable, "-c", "from adder.export.cli import main; main()"]

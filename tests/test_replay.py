@@ -169,14 +169,16 @@ def test_a_clean_sample_calls_for_the_whole_domain_only_once_the_pool_is_right(
     tmp_path, monkeypatch, pooled_still_wrong, exhaustive
 ):
     """A sample with nothing wrong leads to an exhaustive check, unless a query the pool
-    holds (say, from the last exhaustive check) is still answered wrong."""
+    holds (say, from the last exhaustive check) is still answered wrong; then the
+    exhaustive check waits for the end of the cycle, which a near-clean sample ends with
+    one (so the next cycle would replay every wrong query, not the sample's few)."""
     import adder.train.fit as fit_module
     from adder.train.evaluate import Evaluation
     from adder.train.model import Architecture
 
     calls = []
 
-    def scripted_check(model, config, sample=0, seed=2026):
+    def scripted_check(model, config, sample=0, seed=2026, carry_chains=0.0):
         calls.append(sample)
         return Evaluation("exhaustive" if not sample else f"sample of {sample:,}", total=sample or 100)
 
@@ -196,5 +198,45 @@ def test_a_clean_sample_calls_for_the_whole_domain_only_once_the_pool_is_right(
     if exhaustive:  # the exhaustive check found nothing wrong: the run ends after epoch 1
         assert outcome.exact and outcome.result.method == "exhaustive"
         assert len([h for h in history if "loss" in h]) == 1
-    else:  # never exact: the budget (one cycle of 3 epochs here) runs out
-        assert not outcome.exact and outcome.result is None and all("full_check_wrong" not in h for h in history)
+    else:  # the cycle's end (epoch 3) checks the whole domain, which is right here: exact then
+        assert calls == [50, 50, 50, 0]
+        assert [h["epoch"] for h in history if "full_check_wrong" in h] == [3]
+        assert outcome.exact and outcome.result.method == "exhaustive"
+
+
+def test_largest_operands_are_served_and_a_share_of_0_draws_the_data_it_always_did():
+    from adder.train.data import draw_operands, epoch_expressions
+
+    config = ModelConfig(min_terms=3, max_terms=3, max_operand=99, operators="+-", brackets=True)
+    drawn = draw_operands(config, (50_000, 3), np.random.default_rng(0), 0.25, large_share=0.05)
+    assert 0.05 <= (drawn == 99).mean() <= 0.065 and (drawn == 99).all(axis=1).sum() > 5
+    # the recipes without it see the very queries they saw before it existed
+    before = draw_operands(config, (1000, 3), np.random.default_rng(1), 0.25)
+    after = draw_operands(config, (1000, 3), np.random.default_rng(1), 0.25, large_share=0.0, carry_share=0.0)
+    assert np.array_equal(before, after)
+    assert epoch_expressions(config, 500, 0, 3, None, 0.25) == epoch_expressions(
+        config, 500, 0, 3, None, 0.25, large_share=0.0, carry_share=0.0
+    )
+
+
+def carry_length(a: int, b: int) -> int:
+    """The longest run of digits a carry passes through, counting the digit that starts it."""
+    longest = run = carry = 0
+    while a or b or carry:
+        carry = (a % 10 + b % 10 + carry) // 10
+        run = run + 1 if carry else 0
+        longest = max(longest, run)
+        a, b = a // 10, b // 10
+    return longest
+
+
+def test_carry_pairs_carry_through_chains_of_every_length_and_uniform_pairs_do_not():
+    from adder.train.data import carry_pairs
+
+    config = ModelConfig(max_operand=9_999_999_999)
+    a, b = carry_pairs(config, 20_000, np.random.default_rng(0))
+    lengths = np.bincount([carry_length(x, y) for x, y in zip(a.tolist(), b.tolist())], minlength=11)
+    assert all(lengths[k] > 500 for k in range(1, 11))  # every length, about 1 in 10 each
+    assert (a <= config.max_operand).all() and (b <= config.max_operand).all()
+    uniform = np.random.default_rng(1).integers(0, 10**10, size=(20_000, 2)).tolist()
+    assert sum(carry_length(x, y) >= 6 for x, y in uniform) < 100

@@ -123,7 +123,14 @@ def train(
     reverse_output: Annotated[
         bool | None, option("reverse_output", "Have the decoder write the answer's last digit first, as carries flow.")
     ] = None,
-    encoding: Annotated[str | None, option("encoding", "'onehot' vectors, or 'index' with an Embedding layer.")] = None,
+    encoding: Annotated[
+        str | None,
+        option(
+            "encoding",
+            "'onehot' vectors, 'index' with an Embedding layer, or 'ordinal': one number per symbol whose "
+            "order means something (digit d is d, scaled; operators and brackets after the digits).",
+        ),
+    ] = None,
     seed: Annotated[
         int | None, option("seed", "Seed for weights and data; same seed, same machine, same model.")
     ] = None,
@@ -141,6 +148,21 @@ def train(
             "small_operands",
             "Share of operands drawn with a uniform digit count (so 7 is as likely as 70..99), "
             "which uniform draws starve.",
+        ),
+    ] = None,
+    large_operands: Annotated[
+        float | None,
+        option(
+            "large_operands",
+            "Share of operands drawn as the domain's largest, so its largest answers (99+99+99) are seen.",
+        ),
+    ] = None,
+    carry_chains: Annotated[
+        float | None,
+        option(
+            "carry_chains",
+            "Share of queries whose first two operands carry through a chain of a uniformly drawn length "
+            "(uniform pairs rarely carry through more than a few digits).",
         ),
     ] = None,
     replay_share: Annotated[
@@ -259,7 +281,8 @@ def train(
         "reverse": reverse, "reverse_output": reverse_output, "encoding": encoding, "arch": arch,
         "epochs": epochs, "samples": samples, "batch_size": batch_size, "learning_rate": learning_rate,
         "schedule": schedule, "curriculum": curriculum, "small_operands": small_operands,
-        "replay_share": replay_share, "check_every": check_every, "term_mix": term_mix,
+        "large_operands": large_operands, "carry_chains": carry_chains, "replay_share": replay_share,
+        "check_every": check_every, "term_mix": term_mix,
         "check_sample": check_sample, "max_epochs": max_epochs, "max_minutes": max_minutes, "seed": seed,
     }  # fmt: skip
     plan = base.with_overrides(**given)
@@ -282,6 +305,8 @@ def train(
         ),
         (plan.curriculum >= 0, f"--curriculum must be 0 or more epochs, got {plan.curriculum}"),
         (0 <= plan.small_operands <= 1, f"--small-operands must be between 0 and 1, got {plan.small_operands}"),
+        (0 <= plan.large_operands <= 1, f"--large-operands must be between 0 and 1, got {plan.large_operands}"),
+        (0 <= plan.carry_chains <= 1, f"--carry-chains must be between 0 and 1, got {plan.carry_chains}"),
         (0 <= plan.replay_share < 1, f"--replay-share must be at least 0 and below 1, got {plan.replay_share}"),
         (plan.check_every >= 0, f"--check-every must be 0 or more epochs, got {plan.check_every}"),
         (plan.max_epochs >= 0, f"--max-epochs must be 0 or more, got {plan.max_epochs}"),
@@ -361,6 +386,8 @@ def train(
         seed=plan.seed,
         curriculum=plan.curriculum,
         small_operands=plan.small_operands,
+        large_operands=plan.large_operands,
+        carry_chains=plan.carry_chains,
         replay_share=plan.replay_share,
         check_every=plan.check_every,
         term_weights=term_weights,
@@ -637,7 +664,7 @@ def run_training(
         for example in result.first_wrong:
             typer.echo(f"  {example['query']} = {example['expected']}, model says {example['got']}")
         record["evaluation"] = result.to_dict()
-    exact = outcome.exact or (result is not None and result.method == "exhaustive" and result.wrong == 0)
+    exact = outcome.exact or (result is not None and result.is_verdict and result.wrong == 0)
     record["exact"] = bool(exact)
     if cluster.writer:
         write_model(model, replace(config, training=record), out, arch_name)
@@ -647,7 +674,7 @@ def run_training(
     written += f" (trained in {train_seconds:.0f} s)" + ("" if cluster.writer else f"; process 0 writes {out}")
     if stop_when_exact and not exact:
         kept = Checkpoint(out, {})
-        if cluster.writer and result is not None and result.method == "exhaustive" and kept.state_path.exists():
+        if cluster.writer and result is not None and result.is_verdict and kept.state_path.exists():
             # A rerun with a larger budget replays exactly what the final check found wrong.
             from adder.train.replay import ReplayPool
 
@@ -687,21 +714,40 @@ def evaluate_models(
     progress: Annotated[
         bool, typer.Option(help="Show progress on stderr: done, rate, wrong so far, time left.")
     ] = True,
+    uniform: Annotated[
+        int,
+        typer.Option(
+            help="With the verification suites: pairs in the uniform suite (drawn with numpy seed 2026).",
+            min=0,
+            max=100_000_000,
+        ),
+    ] = 10_000_000,
 ) -> None:
-    """Check every query of a model's domain (up to 50,000,000; above that a 1,000,000-query sample
-    drawn uniformly over its queries) and print what is wrong, overall and per slice.
+    """Check every query of a model's domain (up to 50,000,000) and print what is wrong, overall
+    and per slice.
 
+    A two-term sum too large to enumerate (ten-digit operands: 10^20 queries) is checked
+    on fixed suites instead: AdderBoard's 10,010 cases, --uniform pairs, every carry
+    chain, every pair of repdigits, every pair with at most two nonzero digits each.
+    Any other larger domain gets a 1,000,000-query sample drawn uniformly over its queries.
     An .onnx model is answered through the runtime's string API on every core, exactly
     as `adder -` answers; a .keras model through Keras.
     """
     check_eval_arguments(models, json_out)
-    from adder.train.evaluate import evaluate, write_json
+    from adder.train import suites
+    from adder.train.evaluate import EXHAUSTIVE_LIMIT, evaluate, write_json
 
     result = None
     for path in models:
         started = time.perf_counter()
         predict, config = predictor_for(path)
-        result = evaluate(predict, config, progress=ProgressBar(path.name) if progress else None)
+        if config.domain_size > EXHAUSTIVE_LIMIT and suites.applies(config):
+            each = suites.evaluate_suites(
+                predict, config, uniform, progress=(lambda name: ProgressBar(name)) if progress else None
+            )
+            result = suites.combined(each)
+        else:
+            result = evaluate(predict, config, progress=ProgressBar(path.name) if progress else None)
         seconds = time.perf_counter() - started
         typer.echo(f"{path}: {result.summary()} in {seconds:.1f} s")
         for example in result.first_wrong:

@@ -41,6 +41,12 @@ class Evaluation:
     engine: str = ""  # what answered: "keras", "onnxruntime", or the runtime's string API
 
     @property
+    def is_verdict(self) -> bool:
+        """Whether this check can call a model exact: every query of the domain, or, where the
+        domain is too large to enumerate, every fixed suite (adder.train.suites)."""
+        return self.method == "exhaustive" or self.method.startswith("suites")
+
+    @property
     def exact_match(self) -> float:
         return (self.total - self.wrong) / self.total if self.total else 0.0
 

@@ -16,12 +16,13 @@ import numpy as np
 from adder.codec import Codec
 from adder.config import ModelConfig
 from adder.grammar import Expression, values_of
+from adder.train import suites
 from adder.train.archive import WriteError, save_keras, write_atomic
-from adder.train.data import encode_epoch, epoch_expressions, expressions_of, sampled_blocks
+from adder.train.data import carry_pairs, encode_epoch, epoch_expressions, expressions_of, sampled_blocks
 from adder.train.distributed import Cluster, alone, file_fingerprint, predict_rows, same_everywhere
-from adder.train.evaluate import Evaluation, evaluate
+from adder.train.evaluate import EXHAUSTIVE_LIMIT, Evaluation, evaluate, tally
 from adder.train.model import Architecture, build_model
-from adder.train.policy import Cycle, first_cycle, learning_rate_at, next_cycle
+from adder.train.policy import NEAR, Cycle, first_cycle, learning_rate_at, next_cycle
 from adder.train.replay import ReplayPool
 
 PROBE_SIZE = 10_000
@@ -46,6 +47,8 @@ class TrainSettings:
     check_sample: int = 0  # scheduled checks look at this many queries drawn uniformly over the domain; 0: all
     max_epochs: int = 0  # budget: epochs in all cycles together; 0 or less than epochs: one cycle
     max_minutes: float = 0.0  # budget: minutes of training and checks, over resumes too; 0: no limit
+    large_operands: float = 0.0  # share of operands drawn as the domain's largest (data.draw_operands)
+    carry_chains: float = 0.0  # share of queries whose first two operands carry through a chain (data.carry_pairs)
 
     BUDGET = ("max_epochs", "max_minutes")  # not part of a run's identity: a rerun may raise them
 
@@ -144,11 +147,28 @@ def answers_right(model: keras.Model, codec: Codec, x: np.ndarray, truth: np.nda
     return (values == truth) & valid
 
 
-def full_check(model: keras.Model, config: ModelConfig, sample: int = 0, seed: int = 2026) -> Evaluation:
-    """Every query of the domain; or, with ``sample``, that many drawn uniformly over its queries
-    (each check its own ``seed``, so the replay pool sees fresh mistakes)."""
+def full_check(
+    model: keras.Model, config: ModelConfig, sample: int = 0, seed: int = 2026, carry_chains: float = 0.0
+) -> Evaluation:
+    """Every query of the domain, or every fixed suite where it is too large to enumerate and
+    the suites apply (adder.train.suites); or, with ``sample``, that many drawn uniformly
+    over its queries (each check its own ``seed``, so the replay pool sees fresh mistakes),
+    plus, with ``carry_chains``, as many pairs again drawn to carry through long chains,
+    which a uniform sample of ten-digit pairs almost never does."""
     predict, engine = domain_predictor(model, config)
-    result = evaluate(predict, config, sample=sample, seed=seed)
+    if not sample and config.domain_size > EXHAUSTIVE_LIMIT and suites.applies(config):
+        result = suites.combined(suites.evaluate_suites(predict, config))
+    else:
+        result = evaluate(predict, config, sample=sample, seed=seed)
+    if sample and carry_chains and suites.applies(config):
+        rng = np.random.default_rng([seed, PROBE_STREAM])
+        pairs = np.stack(carry_pairs(config, sample, rng), axis=1)
+        drawn = tally(predict, config, "drawn", sample, [((2, ("+",), ()), pairs)])
+        result.total += drawn.total
+        result.wrong += drawn.wrong
+        result.wrong_queries += drawn.wrong_queries
+        result.groups["carry chains (drawn)"] = {"total": drawn.total, "wrong": drawn.wrong}
+        result.method += f", plus {sample:,} pairs drawn to carry through long chains"
     result.engine = engine
     return result
 
@@ -320,7 +340,7 @@ def fit(
     for epoch in range(start, last_epoch):
         if settings.max_minutes and spent + time.perf_counter() - began >= 60 * settings.max_minutes:
             log(f"stopping: the budget of {settings.max_minutes:g} minutes is spent, after epoch {epoch}")
-            final = result if result is not None and result.method == "exhaustive" else None
+            final = result if result is not None and result.is_verdict else None
             return model, history, Outcome(final, False, f"the budget of {settings.max_minutes:g} minutes is spent")
         cycle = cycles[-1]
         model.optimizer.learning_rate.assign(learning_rate_at(cycle, epoch, settings.schedule))
@@ -334,6 +354,8 @@ def fit(
             pool.queries,
             settings.replay_share,
             settings.term_weights,
+            settings.large_operands,
+            settings.carry_chains,
         )
         x, y = encode_epoch(config, expressions)
         started = time.perf_counter()
@@ -362,8 +384,10 @@ def fit(
         if scheduled or probe_due or cycle_end:
             last_full_check = epoch + 1
             started = time.perf_counter()
-            result = full_check(model, config, settings.check_sample, seed=settings.seed * 100_003 + epoch + 1)
-            if result.method != "exhaustive":  # a sampled check: the pool keeps what is still wrong, plus its finds
+            result = full_check(
+                model, config, settings.check_sample, settings.seed * 100_003 + epoch + 1, settings.carry_chains
+            )
+            if not result.is_verdict:  # a sampled check: the pool keeps what is still wrong, plus its finds
                 pooled = pool.queries
                 still = answers_right(model, codec, codec.encode_expressions(pooled), values_of(pooled))
                 pool.reset([q for q, right in zip(pooled, still) if not right])
@@ -371,16 +395,22 @@ def fit(
                 pool.add(result.wrong_queries)
                 entry.update(sample_check_wrong=result.wrong, sample_check_total=result.total)
                 log(f"  sampled check: {result.summary()}; {known_wrong:,} pooled queries still wrong")
-                # The whole domain's time (17 min for arith here) only once neither the sample nor
-                # any query known to be wrong (the last full check's finds, kept in the pool) is.
-                if stop_when_exact and result.wrong == 0 and known_wrong == 0:
+                # The whole domain's time (6 min for a 44/44 arith here) only once neither the sample
+                # nor any query known to be wrong (the last full check's finds, kept in the pool) is,
+                # or at the end of a cycle that is finishing: the next cycle then replays every wrong
+                # query, not only those a sample happened to meet (it met arith's one wrong query,
+                # 99+99+99 in its six layouts, about every other check).
+                clean = result.wrong == 0 and known_wrong == 0
+                finishing = cycle_end and result.wrong <= NEAR * result.total
+                checkable = config.domain_size <= EXHAUSTIVE_LIMIT or suites.applies(config)
+                if stop_when_exact and (clean or finishing) and checkable:
                     result = full_check(model, config)
-            if result.method == "exhaustive":
+            if result.is_verdict:
                 pool.reset(result.wrong_queries)
                 entry.update(full_check_wrong=result.wrong)
                 log(f"  full check: {result.summary()}")
             entry.update(full_check_seconds=round(time.perf_counter() - started, 1), replay_pool=len(pool))
-        exact = result is not None and result.wrong == 0 and result.method == "exhaustive"
+        exact = result is not None and result.wrong == 0 and result.is_verdict
         if cycle_end and not exact and epoch + 1 < last_epoch:
             cycles.append(next_cycle(cycles, result.wrong, result.total, settings.epochs, settings.learning_rate))
             what = "the same cycle again" if cycles[-1].kind == "again" else "a finishing cycle with replay"
@@ -393,7 +423,7 @@ def fit(
         if stop_when_exact and exact:
             log(f"stopping early: exact on the whole domain after epoch {epoch + 1}")
             return model, history, Outcome(result, True, f"exact after epoch {epoch + 1}")
-    final = result if result is not None and result.method == "exhaustive" else None
+    final = result if result is not None and result.is_verdict else None
     if not stop_when_exact:
         return model, history, Outcome(final, bool(final and final.wrong == 0), f"{last_epoch} epochs done")
     return model, history, Outcome(final, False, f"the budget of {last_epoch} epochs is spent")

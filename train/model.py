@@ -14,7 +14,7 @@ def build_model(config: ModelConfig, arch: Architecture) -> keras.Model:
         inputs = keras.Input((config.input_length,), dtype="int32", name="query")
         x = keras.layers.Embedding(vocab, arch.embedding or vocab)(inputs)
     else:
-        inputs = keras.Input((config.input_length, vocab), name="query")
+        inputs = keras.Input((config.input_length, config.input_features), name="query")
         x = inputs
     for i, units in enumerate(arch.encoder):
         x = keras.layers.LSTM(units, return_sequences=i < len(arch.encoder) - 1)(x)

@@ -69,23 +69,27 @@ export class Codec {
     return digits + structure;
   }
 
-  // Writes expressions into one model input: float32 one-hot, or int32 indices.
+  // Writes expressions into one model input: float32 one-hot, int32 indices, or one float32
+  // per step (ordinal: the symbol's index scaled to 0..1, digits first).
   encode(expressions) {
     const length = this.inputLength;
     const vocab = this.alphabet.length;
-    const onehot = this.config.encoding !== "index";
-    const data = onehot ? new Float32Array(expressions.length * length * vocab)
-      : new Int32Array(expressions.length * length);
+    const encoding = this.config.encoding;
+    const onehot = encoding !== "index" && encoding !== "ordinal";
+    const data = encoding === "index" ? new Int32Array(expressions.length * length)
+      : new Float32Array(expressions.length * length * (onehot ? vocab : 1));
+    const scale = Math.fround(vocab - 1);
     expressions.forEach((expression, row) => {
       const text = this.canonicalText(expression);
       for (let step = 0; step < length; step++) {
         const index = this.symbolIndex.get(text[step]);
         if (onehot) data[(row * length + step) * vocab + index] = 1;
+        else if (encoding === "ordinal") data[row * length + step] = Math.fround(index / scale);
         else data[row * length + step] = index;
       }
     });
-    const dims = onehot ? [expressions.length, length, vocab] : [expressions.length, length];
-    return { data, dims, type: onehot ? "float32" : "int32" };
+    if (encoding === "index") return { data, dims: [expressions.length, length], type: "int32" };
+    return { data, dims: [expressions.length, length, onehot ? vocab : 1], type: "float32" };
   }
 
   // Probabilities [rows, output_length, vocab] -> the number each row writes, or null.

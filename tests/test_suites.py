@@ -1,0 +1,85 @@
+"""The fixed suites that stand in for an exhaustive check of ten-digit sums."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from adder.config import ConfigError, ModelConfig
+from adder.train.suites import (
+    adderboard_pairs,
+    applies,
+    carry_chain_pairs,
+    combined,
+    evaluate_suites,
+    repdigit_pairs,
+    sparse_operands,
+    suite_blocks,
+)
+from tests.test_replay import carry_length
+
+WIDE = ModelConfig(max_operand=9_999_999_999)
+
+
+def test_ten_digit_operands_are_accepted_and_eleven_are_not():
+    assert WIDE.output_length == 11 and WIDE.input_length == 21
+    with pytest.raises(ConfigError, match="max_operand must be at most 9,999,999,999"):
+        ModelConfig(max_operand=10**10)
+
+
+def test_adderboard_cases_are_its_ten_edges_then_random_2025():
+    pairs = adderboard_pairs()
+    rng = random.Random(2025)
+    assert len(pairs) == 10_010 and pairs[4].tolist() == [9_999_999_999, 9_999_999_999]
+    assert pairs[10].tolist() == [rng.randint(0, 9_999_999_999), rng.randint(0, 9_999_999_999)]
+
+
+def test_every_carry_chain_length_and_start_is_there_and_each_stops_where_it_should():
+    pairs = carry_chain_pairs(10)
+    lengths = {carry_length(a, b) for a, b in pairs.tolist()}
+    assert lengths == set(range(1, 11))
+    assert [9_999_999_999, 1] in pairs.tolist() or [1, 9_999_999_999] in pairs.tolist()
+    starts = set()
+    for a, b in pairs[:: max(1, len(pairs) // 3000)].tolist():
+        digits = [(a // 10**i % 10) + (b // 10**i % 10) for i in range(10)]
+        start = next(i for i, d in enumerate(digits) if d >= 10)
+        starts.add(start)
+        k = carry_length(a, b)
+        assert all(d == 9 for d in digits[start + 1 : start + k]) and all(d <= 8 for d in digits[start + k :])
+    assert starts == set(range(10))
+
+
+def test_repdigits_and_sparse_operands_are_complete():
+    assert len(repdigit_pairs(10)) == 91**2 and [7_777, 0] in repdigit_pairs(10).tolist()
+    sparse = sparse_operands(10)
+    assert len(sparse) == len(set(sparse.tolist())) == 1 + 90 + 45 * 81
+    assert all(sum(c != "0" for c in str(v)) <= 2 for v in sparse.tolist())
+
+
+def test_suites_apply_only_to_sums_of_two_terms_and_a_right_model_passes_them_all():
+    assert applies(WIDE) and not applies(ModelConfig(max_operand=99, operators="+-"))
+    small = ModelConfig(max_operand=99_999)
+    right = lambda shape, terms: (terms.sum(axis=1), np.ones(len(terms), dtype=bool))  # noqa: E731
+    right.takes_blocks = True
+    results = evaluate_suites(right, small, uniform=1000)
+    assert set(results) == set(suite_blocks(small, uniform=1000))
+    assert all(r.wrong == 0 and r.total > 0 for r in results.values())
+    whole = combined(results)
+    assert whole.is_verdict and whole.wrong == 0 and whole.total == sum(r.total for r in results.values())
+
+
+def test_one_wrong_answer_in_any_suite_is_counted_there():
+    small = ModelConfig(max_operand=9_999)
+
+    def off_on_long_chains(shape, terms):
+        values = terms.sum(axis=1)
+        values[(terms[:, 0] == 9_999) & (terms[:, 1] == 1)] += 1
+        return values, np.ones(len(terms), dtype=bool)
+
+    off_on_long_chains.takes_blocks = True
+    whole = combined(evaluate_suites(off_on_long_chains, small, uniform=100))
+    assert whole.wrong >= 2 and not whole.wrong == 0  # the chain suite and the sparse suite both hold it
+    assert whole.groups["carry chains (every length and start)"]["wrong"] >= 1
+    assert {"query": "9999+1", "expected": 10_000, "got": 10_001} in whole.first_wrong

@@ -1,0 +1,176 @@
+"""Fixed verification suites for a two-term sum whose domain is too large to enumerate.
+
+Ten-digit operands make 10^20 queries: no check walks them all. What stands in for
+the exhaustive check is a set of fixed suites, each a different way to be wrong:
+AdderBoard's 10,010 cases (the field's benchmark), a large uniform sample, every
+carry chain by length and position, every pair of repdigit operands, and every pair
+of operands with at most two nonzero digits. A model is called exact on such a domain
+only with 0 wrong on all of them; the training generator never decides it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from itertools import combinations, product
+
+import numpy as np
+
+from adder.config import ModelConfig
+from adder.grammar import Shape
+from adder.train.evaluate import SHOWN_WRONG, Evaluation, by_blocks, tally
+
+ADDERBOARD_SEED = 2025
+ADDERBOARD_RANDOM = 10_000
+ADDERBOARD_LARGEST = 9_999_999_999
+ADDERBOARD_EDGES = (
+    (0, 0),
+    (0, 1),
+    (9_999_999_999, 0),
+    (9_999_999_999, 1),
+    (9_999_999_999, 9_999_999_999),
+    (5_000_000_000, 5_000_000_000),
+    (1_111_111_111, 8_888_888_889),
+    (1_234_567_890, 9_876_543_210),
+    (9_999_999_999, 9_999_999_999),
+    (1, 9_999_999_999),
+)
+UNIFORM_SIZE = 10_000_000
+UNIFORM_SEED = 2026  # not AdderBoard's
+PADDED_VARIANTS = 4  # carry chains with random non-carrying digits around them, per pattern
+CHUNK = 100_000
+
+
+def applies(config: ModelConfig) -> bool:
+    """The suites describe sums of two operands from 0 up."""
+    return config.min_terms == config.max_terms == 2 and config.operators == "+" and config.min_operand == 0
+
+
+def adderboard_pairs() -> np.ndarray:
+    """AdderBoard's cases, in its order: 10 edge cases, then 10,000 pairs from random.Random(2025)."""
+    rng = random.Random(ADDERBOARD_SEED)
+    drawn = [(rng.randint(0, ADDERBOARD_LARGEST), rng.randint(0, ADDERBOARD_LARGEST)) for _ in range(ADDERBOARD_RANDOM)]
+    return np.array(list(ADDERBOARD_EDGES) + drawn, dtype=np.int64)
+
+
+def carry_chain_pairs(width: int, seed: int = 0, padded: int = PADDED_VARIANTS) -> np.ndarray:
+    """Pairs whose sum carries through exactly k digits from digit s, for every k and s.
+
+    The carry starts at digit s (a digit pair summing to 10 or more: all 45 of them),
+    passes through the k - 1 digits above it (pairs summing to exactly 9, one pattern
+    per digit 0..9 of the first operand), and stops. Each pattern comes once with
+    every other digit 0 (``999..9 + 1``, shifted), then ``padded`` times with random
+    digits around it that neither carry into the chain nor extend it.
+    """
+    generate = [(x, y) for x, y in product(range(10), repeat=2) if x + y >= 10]
+    rng = np.random.default_rng([seed, width])
+    rows = []
+    for length in range(1, width + 1):
+        for start in range(width - length + 1):
+            for (gx, gy), p in product(generate, range(10)):
+                a = np.zeros((1 + padded, width), dtype=np.int64)  # digit columns, units first
+                b = np.zeros_like(a)
+                if padded:  # below the chain: no carry in; above it: no carry on (pairs summing to 8 or less)
+                    x = rng.integers(0, 9, size=(padded, width))
+                    a[1:], b[1:] = x, (rng.random((padded, width)) * (9 - x)).astype(np.int64)
+                a[:, start], b[:, start] = gx, gy
+                a[:, start + 1 : start + length], b[:, start + 1 : start + length] = p, 9 - p
+                rows.append(np.stack([a, b], axis=1))
+    digits = np.concatenate(rows)  # (pairs, 2, width)
+    return np.unique(digits @ (10 ** np.arange(width, dtype=np.int64)), axis=0)
+
+
+def repdigit_pairs(width: int) -> np.ndarray:
+    """Every pair of operands that are each one digit repeated (0, 7, 77, ..., 9999999999)."""
+    operands = [0] + [int(str(d) * n) for d in range(1, 10) for n in range(1, width + 1)]
+    return np.array(list(product(operands, repeat=2)), dtype=np.int64)
+
+
+def sparse_operands(width: int) -> np.ndarray:
+    """Every operand of ``width`` digits with at most two nonzero digits."""
+    found = [0]
+    for position in range(width):
+        found += [d * 10**position for d in range(1, 10)]
+    for low, high in combinations(range(width), 2):
+        found += [d * 10**low + e * 10**high for d, e in product(range(1, 10), repeat=2)]
+    return np.array(found, dtype=np.int64)
+
+
+def sparse_blocks(width: int) -> Iterator[np.ndarray]:
+    """Every pair of sparse operands (13,957,696 at ten digits), in blocks."""
+    operands = sparse_operands(width)
+    per_block = max(1, CHUNK // len(operands))
+    for start in range(0, len(operands), per_block):
+        first = operands[start : start + per_block]
+        yield np.stack([np.repeat(first, len(operands)), np.tile(operands, len(first))], axis=1)
+
+
+def uniform_blocks(config: ModelConfig, size: int, seed: int) -> Iterator[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    for start in range(0, size, CHUNK):
+        yield rng.integers(0, config.max_operand + 1, size=(min(CHUNK, size - start), 2))
+
+
+def in_range(config: ModelConfig, pairs: np.ndarray) -> np.ndarray:
+    return pairs[(pairs <= config.max_operand).all(axis=1)]
+
+
+def chunks(pairs: np.ndarray) -> Iterator[np.ndarray]:
+    for start in range(0, len(pairs), CHUNK):
+        yield pairs[start : start + CHUNK]
+
+
+def suite_blocks(
+    config: ModelConfig, uniform: int = UNIFORM_SIZE, seed: int = UNIFORM_SEED
+) -> dict[str, tuple[int, Iterator]]:
+    """Each suite's name, size and (shape, terms) blocks. AdderBoard's only for its own domain."""
+    if not applies(config):
+        raise ValueError(f"the verification suites are for two terms joined by '+', not {config.describe()}")
+    width = config.operand_width
+    shape: Shape = (2, ("+",), ())
+    found: dict[str, tuple[int, Iterator]] = {}
+
+    def add(name: str, size: int, blocks) -> None:
+        found[name] = (size, ((shape, block) for block in blocks))
+
+    if config.max_operand == ADDERBOARD_LARGEST:
+        add("AdderBoard (10 edge cases + 10,000 from random.Random(2025))", 10_010, chunks(adderboard_pairs()))
+    if uniform:
+        add(f"uniform pairs (numpy seed {seed})", uniform, uniform_blocks(config, uniform, seed))
+    chains = in_range(config, carry_chain_pairs(width))
+    add("carry chains (every length and start)", len(chains), chunks(chains))
+    repeated = in_range(config, repdigit_pairs(width))
+    add("repdigit pairs", len(repeated), chunks(repeated))
+    sparse = sparse_operands(width)
+    sparse = sparse[sparse <= config.max_operand]
+    if len(sparse) == len(sparse_operands(width)):
+        add("at most two nonzero digits each", len(sparse) ** 2, sparse_blocks(width))
+    else:
+        pairs = np.array(list(product(sparse.tolist(), repeat=2)), dtype=np.int64)
+        add("at most two nonzero digits each", len(pairs), chunks(pairs))
+    return found
+
+
+def evaluate_suites(
+    predict, config: ModelConfig, uniform: int = UNIFORM_SIZE, seed: int = UNIFORM_SEED, progress=None
+) -> dict[str, Evaluation]:
+    """Each suite's evaluation, in order; ``progress(name)`` gives a progress callback per suite."""
+    predict = by_blocks(predict)
+    return {
+        name: tally(predict, config, "every case", size, blocks, progress(name) if progress else None)
+        for name, (size, blocks) in suite_blocks(config, uniform, seed).items()
+    }
+
+
+def combined(results: dict[str, Evaluation]) -> Evaluation:
+    """All suites as one evaluation (method "suites ..."), one group per suite: exact only with
+    0 wrong on each."""
+    total = Evaluation("suites")
+    for name, result in results.items():
+        total.total += result.total
+        total.wrong += result.wrong
+        total.first_wrong += result.first_wrong[: max(0, SHOWN_WRONG - len(total.first_wrong))]
+        total.wrong_queries += result.wrong_queries
+        total.groups[name] = {"total": result.total, "wrong": result.wrong}
+    total.method = f"suites of {total.total:,} fixed cases"
+    return total
