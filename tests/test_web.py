@@ -162,6 +162,47 @@ def test_every_default_query_gets_the_runtimes_answer(page):
     assert_same("default", queries, page)
 
 
+def test_every_calc_query_gets_the_runtimes_answer(page):
+    from adder.train.data import all_expressions
+
+    queries = [e.text() for chunk in all_expressions(Adder("calc").config) for e in chunk]
+    assert len(queries) == 60_000
+    assert_same("calc", queries, page)
+
+
+def test_calc_is_selectable_and_multiplies(page):
+    box = page.locator("input").first
+    page.check("input[value=calc]")
+    box.fill("12*34")
+    box.press("Enter")
+    page.wait_for_function("document.getElementById('answer').textContent === '408'")
+    assert page.text_content("#domain").startswith("calc: 2 terms in 0..99, operators +-*")
+    page.check("input[value=default]")
+
+
+@pytest.fixture
+def ordinal_in_page(tiny_ordinal_model):
+    """The tiny ordinal model where the page finds models, as the build writes them."""
+    import json
+
+    _, onnx_path = tiny_ordinal_model
+    placed = [DIST / "models" / "test-ordinal.onnx", DIST / "models" / "test-ordinal.json"]
+    placed[0].write_bytes(onnx_path.read_bytes())
+    config = Adder(onnx_path).config.to_dict()
+    config.pop("training")
+    placed[1].write_text(json.dumps(config))
+    yield onnx_path
+    for path in placed:
+        path.unlink(missing_ok=True)
+
+
+def test_an_ordinal_model_gets_the_runtimes_answers_on_every_query(page, ordinal_in_page):
+    queries = [f"{a}+{b}" for a in range(10) for b in range(10)] + ["10+1", "3+", "٣+4"]
+    got = browser_results(page, "test-ordinal", queries)
+    want = [str(r) if isinstance(r, QueryError) else r for r in Adder(ordinal_in_page).results(queries)]
+    assert got == want
+
+
 def test_a_seeded_arith_sample_gets_the_runtimes_answers(page):
     config = Adder("arith").config
     expressions = sample_expressions(config, 100_000, np.random.default_rng(2026), small_share=0.25)
