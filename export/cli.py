@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from adder.export.validate import ATOL, ATOL_RANDOM
 from adder.train.cli import fail, require_training_stack
 
 MAX_COMPARED = 1_000_000  # inputs compared between Keras and ONNX, each held in memory as a tensor
@@ -25,10 +26,10 @@ def export(
     ] = None,
     atol: Annotated[
         float, typer.Option(help="Largest probability difference allowed between Keras and ONNX on domain queries.")
-    ] = 1e-5,
+    ] = ATOL,
     atol_random: Annotated[
         float, typer.Option(help="The same on random symbol sequences, far outside the training data.")
-    ] = 1e-4,
+    ] = ATOL_RANDOM,
     queries: Annotated[int, typer.Option(help="Domain queries compared between Keras and ONNX.")] = 4000,
     randoms: Annotated[int, typer.Option(help="Random symbol sequences compared between Keras and ONNX.")] = 1000,
     quantize: Annotated[

@@ -18,10 +18,12 @@ from adder.train.data import sample_expressions
 # Domain queries: what users are answered. Random symbol sequences lie far outside
 # the training distribution, where a confident model amplifies float32 rounding: on
 # the default model, Keras itself is 8.5e-6 from a float64 reference there and
-# onnxruntime 1.4e-5 (measured once, by hand). A conversion bug moves
-# probabilities by 1e-2 or more, so 1e-4 still catches it by two orders of magnitude.
+# onnxruntime 1.4e-5 (measured once, by hand); on the 44/44 arith model, onnxruntime
+# is 1.6e-4 from Keras on random inputs and 4.3e-7 on its domain queries. A conversion
+# bug moves probabilities by 1e-2 or more, so 1e-3 still catches it by an order of
+# magnitude, and every decoded answer must be identical whatever the tolerance.
 ATOL = 1e-5
-ATOL_RANDOM = 1e-4
+ATOL_RANDOM = 1e-3
 
 
 class ValidationError(ValueError):
