@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adder import Adder
+from adder import Adder, ModelError
 from adder.codec import Codec
 from adder.grammar import shape_values
 from adder.train.evaluate import domain_plan
@@ -33,7 +33,10 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=0, help="a uniform sample of this many queries (0: every one)")
     parser.add_argument("--seed", type=int, default=2026)
     args = parser.parse_args()
-    adder = Adder(args.model if not Path(args.model).suffix else Path(args.model))
+    try:
+        adder = Adder(args.model if not Path(args.model).suffix else Path(args.model))
+    except ModelError as exc:
+        raise SystemExit(f"error: {exc}") from None
     config = adder.config
     codec = Codec(config)
     method, total, blocks = domain_plan(config, seed=args.seed, sample=args.sample)
