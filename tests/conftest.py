@@ -40,6 +40,13 @@ def tiny_ordinal_model(tmp_path_factory) -> tuple[Path, Path]:
     return train_and_export(tmp_path_factory, "tiny-ordinal", "--encoding", "ordinal")
 
 
+@pytest.fixture(scope="session")
+def tiny_wide_model(tmp_path_factory) -> tuple[Path, Path]:
+    """An untrained-in-all-but-name model of ten-digit sums: what matters is that every layer
+    takes ten-digit operands alike (no evaluation: its domain's verdict is 24 million cases)."""
+    return train_and_export(tmp_path_factory, "tiny-wide", "--largest", "9999999999", "--arch", "8/8", "--no-evaluate")
+
+
 def train_and_export(tmp_path_factory, name: str, *extra: str) -> tuple[Path, Path]:
     if not HAS_TRAINING_STACK:
         pytest.skip("needs the train extra")

@@ -18,6 +18,7 @@ from adder.train.suites import (
     sparse_operands,
     suite_blocks,
 )
+from tests.conftest import needs_training, run_adder
 from tests.test_replay import carry_length
 
 WIDE = ModelConfig(max_operand=9_999_999_999)
@@ -83,3 +84,28 @@ def test_one_wrong_answer_in_any_suite_is_counted_there():
     assert whole.wrong >= 2 and not whole.wrong == 0  # the chain suite and the sparse suite both hold it
     assert whole.groups["carry chains (every length and start)"]["wrong"] >= 1
     assert {"query": "9999+1", "expected": 10_000, "got": 10_001} in whole.first_wrong
+
+
+TEN_DIGIT_QUERIES = ["9999999999+1", "0+0", "1234567890+9876543210", " 0009999999999 + 7 ", "5000000000+5000000000"]
+TEN_DIGIT_BAD = ["10000000000+1", "99999999999+0", "1+2+3", "9999999999-1"]
+
+
+@needs_training
+@pytest.mark.slow
+def test_ten_digit_operands_go_through_keras_onnx_and_the_cli_alike(tiny_wide_model):
+    from adder import Adder, QueryError
+    from adder.train.data import sample_expressions
+    from tests.test_parity import assert_parity
+
+    keras_path, onnx_path = tiny_wide_model
+    adder = Adder(onnx_path)
+    assert adder.config.max_operand == 9_999_999_999 and adder.config.output_length == 11
+    expressions = sample_expressions(adder.config, 2000, np.random.default_rng(0), small_share=0.5)
+    expressions += [adder.parse(q) for q in TEN_DIGIT_QUERIES]
+    assert_parity(keras_path, onnx_path, expressions)
+    results = list(adder.results(TEN_DIGIT_QUERIES + TEN_DIGIT_BAD))
+    assert all(isinstance(r, QueryError) for r in results[len(TEN_DIGIT_QUERIES) :])
+    assert "outside this model's range 0..9999999999" in str(results[len(TEN_DIGIT_QUERIES)])
+    printed = run_adder("--model", str(onnx_path), *TEN_DIGIT_QUERIES)
+    answers = [str(r) if not isinstance(r, QueryError) else "" for r in results[: len(TEN_DIGIT_QUERIES)]]
+    assert printed.stdout.decode().split("\n")[: len(answers)] == answers

@@ -203,6 +203,36 @@ def test_an_ordinal_model_gets_the_runtimes_answers_on_every_query(page, ordinal
     assert got == want
 
 
+@pytest.fixture
+def wide_in_page(tiny_wide_model):
+    """A tiny model of ten-digit sums where the page finds models, as the build writes them."""
+    import json
+
+    _, onnx_path = tiny_wide_model
+    placed = [DIST / "models" / "test-wide.onnx", DIST / "models" / "test-wide.json"]
+    placed[0].write_bytes(onnx_path.read_bytes())
+    config = Adder(onnx_path).config.to_dict()
+    config.pop("training")
+    placed[1].write_text(json.dumps(config))
+    yield onnx_path
+    for path in placed:
+        path.unlink(missing_ok=True)
+
+
+def test_ten_digit_operands_get_the_runtimes_answers_and_refusals(page, wide_in_page):
+    from tests.test_suites import TEN_DIGIT_BAD, TEN_DIGIT_QUERIES
+
+    rng = random.Random(2025)
+    queries = (
+        TEN_DIGIT_QUERIES
+        + TEN_DIGIT_BAD
+        + [f"{rng.randint(0, 10**10 - 1)}+{rng.randint(0, 10**10 - 1)}" for _ in range(2000)]
+    )
+    got = browser_results(page, "test-wide", queries)
+    want = [str(r) if isinstance(r, QueryError) else r for r in Adder(wide_in_page).results(queries)]
+    assert got == want
+
+
 def test_a_seeded_arith_sample_gets_the_runtimes_answers(page):
     config = Adder("arith").config
     expressions = sample_expressions(config, 100_000, np.random.default_rng(2026), small_share=0.25)
