@@ -180,13 +180,12 @@ def test_calc_is_selectable_and_multiplies(page):
     page.check("input[value=default]")
 
 
-@pytest.fixture
-def ordinal_in_page(tiny_ordinal_model):
-    """The tiny ordinal model where the page finds models, as the build writes them."""
+def in_page(onnx_path, name: str):
+    """A model where the page finds models, as the build writes them (its .onnx, and its config
+    without the record); removed afterwards."""
     import json
 
-    _, onnx_path = tiny_ordinal_model
-    placed = [DIST / "models" / "test-ordinal.onnx", DIST / "models" / "test-ordinal.json"]
+    placed = [DIST / "models" / f"{name}.onnx", DIST / "models" / f"{name}.json"]
     placed[0].write_bytes(onnx_path.read_bytes())
     config = Adder(onnx_path).config.to_dict()
     config.pop("training")
@@ -194,6 +193,11 @@ def ordinal_in_page(tiny_ordinal_model):
     yield onnx_path
     for path in placed:
         path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def ordinal_in_page(tiny_ordinal_model):
+    yield from in_page(tiny_ordinal_model[1], "test-ordinal")
 
 
 def test_an_ordinal_model_gets_the_runtimes_answers_on_every_query(page, ordinal_in_page):
@@ -205,18 +209,7 @@ def test_an_ordinal_model_gets_the_runtimes_answers_on_every_query(page, ordinal
 
 @pytest.fixture
 def wide_in_page(tiny_wide_model):
-    """A tiny model of ten-digit sums where the page finds models, as the build writes them."""
-    import json
-
-    _, onnx_path = tiny_wide_model
-    placed = [DIST / "models" / "test-wide.onnx", DIST / "models" / "test-wide.json"]
-    placed[0].write_bytes(onnx_path.read_bytes())
-    config = Adder(onnx_path).config.to_dict()
-    config.pop("training")
-    placed[1].write_text(json.dumps(config))
-    yield onnx_path
-    for path in placed:
-        path.unlink(missing_ok=True)
+    yield from in_page(tiny_wide_model[1], "test-wide")
 
 
 def test_ten_digit_operands_get_the_runtimes_answers_and_refusals(page, wide_in_page):
