@@ -178,7 +178,7 @@ def test_a_clean_sample_calls_for_the_whole_domain_only_once_the_pool_is_right(
 
     calls = []
 
-    def scripted_check(model, config, sample=0, seed=2026, carry_chains=0.0):
+    def scripted_check(model, config, sample=0, seed=2026, **drawn_shares):
         calls.append(sample)
         return Evaluation("exhaustive" if not sample else f"sample of {sample:,}", total=sample or 100)
 

@@ -165,6 +165,14 @@ def train(
             "(uniform pairs rarely carry through more than a few digits).",
         ),
     ] = None,
+    sparse_operands: Annotated[
+        float | None,
+        option(
+            "sparse_operands",
+            "Share of operands drawn with many zero digits, their count of nonzero digits uniform "
+            "(uniform ten-digit operands almost never look like 5000000000).",
+        ),
+    ] = None,
     replay_share: Annotated[
         float | None,
         option(
@@ -281,7 +289,8 @@ def train(
         "reverse": reverse, "reverse_output": reverse_output, "encoding": encoding, "arch": arch,
         "epochs": epochs, "samples": samples, "batch_size": batch_size, "learning_rate": learning_rate,
         "schedule": schedule, "curriculum": curriculum, "small_operands": small_operands,
-        "large_operands": large_operands, "carry_chains": carry_chains, "replay_share": replay_share,
+        "large_operands": large_operands, "carry_chains": carry_chains,
+        "sparse_operands": sparse_operands, "replay_share": replay_share,
         "check_every": check_every, "term_mix": term_mix,
         "check_sample": check_sample, "max_epochs": max_epochs, "max_minutes": max_minutes, "seed": seed,
     }  # fmt: skip
@@ -307,6 +316,10 @@ def train(
         (0 <= plan.small_operands <= 1, f"--small-operands must be between 0 and 1, got {plan.small_operands}"),
         (0 <= plan.large_operands <= 1, f"--large-operands must be between 0 and 1, got {plan.large_operands}"),
         (0 <= plan.carry_chains <= 1, f"--carry-chains must be between 0 and 1, got {plan.carry_chains}"),
+        (
+            0 <= plan.sparse_operands <= 1,
+            f"--sparse-operands must be between 0 and 1, got {plan.sparse_operands}",
+        ),
         (0 <= plan.replay_share < 1, f"--replay-share must be at least 0 and below 1, got {plan.replay_share}"),
         (plan.check_every >= 0, f"--check-every must be 0 or more epochs, got {plan.check_every}"),
         (plan.max_epochs >= 0, f"--max-epochs must be 0 or more, got {plan.max_epochs}"),
@@ -388,6 +401,7 @@ def train(
         small_operands=plan.small_operands,
         large_operands=plan.large_operands,
         carry_chains=plan.carry_chains,
+        sparse_operands=plan.sparse_operands,
         replay_share=plan.replay_share,
         check_every=plan.check_every,
         term_weights=term_weights,

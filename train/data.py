@@ -82,10 +82,12 @@ def draw_operands(
     small_share: float,
     large_share: float = 0.0,
     carry_share: float = 0.0,
+    sparse_share: float = 0.0,
 ):
     """Uniform operands, except that a ``small_share`` of them have a uniformly drawn digit count,
-    a ``large_share`` are the domain's largest operand, and a ``carry_share`` of rows have
-    their first two operands carry through a long chain of digits (``carry_pairs``).
+    a ``large_share`` are the domain's largest operand, a ``sparse_share`` have many zero
+    digits (``sparse_operands``), and a ``carry_share`` of rows have their first two
+    operands carry through a long chain of digits (``carry_pairs``).
 
     Uniform draws over 0..99 give a single-digit operand one time in ten and three
     of them one time in a thousand, and an arith model trained on such draws was wrong on
@@ -105,11 +107,32 @@ def draw_operands(
         operands = np.where(use, narrow, operands)
     if large_share > 0:
         operands = np.where(rng.random(shape) < large_share, config.max_operand, operands)
+    if sparse_share > 0:
+        use = rng.random(shape) < sparse_share
+        drawn = sparse_operands(config, int(use.sum()), rng)
+        fits = (drawn >= config.min_operand) & (drawn <= config.max_operand)
+        operands[use] = np.where(fits, drawn, operands[use])
     if carry_share > 0 and len(shape) == 2 and shape[1] >= 2:
         rows = np.flatnonzero(rng.random(shape[0]) < carry_share)
         a, b = carry_pairs(config, len(rows), rng)
         operands[rows, 0], operands[rows, 1] = a, b
     return operands
+
+
+def sparse_operands(config: ModelConfig, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Operands of the full width whose digits are each 0 with a probability drawn uniformly
+    per operand, the others uniform over 1..9: so the count of nonzero digits is uniform
+    over 0..width, and 1000000000 is as likely a shape as 5173920468.
+
+    A uniform ten-digit operand has a zero digit one time in ten, and a wide model
+    trained on uniform and narrow draws alone was right on 99.98% of uniform pairs yet
+    wrong on 55% of pairs whose operands have at most two nonzero digits
+    (5000000000+5000000000 came out 5000000000). The caller keeps only those in range.
+    """
+    width = config.operand_width
+    zero_rate = rng.random((count, 1))
+    digits = np.where(rng.random((count, width)) < zero_rate, 0, rng.integers(1, 10, size=(count, width)))
+    return digits @ (10 ** np.arange(width, dtype=np.int64))
 
 
 def carry_pairs(config: ModelConfig, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -167,11 +190,14 @@ def sample_expressions(
     term_weights: tuple[float, ...] = (),
     large_share: float = 0.0,
     carry_share: float = 0.0,
+    sparse_share: float = 0.0,
 ) -> list[Expression]:
     """Term count as ``draw_term_counts`` gives it, uniform operators and bracket layout;
     operands as ``draw_operands`` gives them."""
     n_terms = draw_term_counts(config, count, rng, term_weights)
-    operands = draw_operands(config, (count, config.max_terms), rng, small_share, large_share, carry_share)
+    operands = draw_operands(
+        config, (count, config.max_terms), rng, small_share, large_share, carry_share, sparse_share
+    )
     operators = rng.integers(0, len(config.operators), size=(count, config.max_terms - 1))
     layout_draws = rng.random(count)
     ops = config.operators
@@ -197,6 +223,7 @@ def epoch_expressions(
     term_weights: tuple[float, ...] = (),
     large_share: float = 0.0,
     carry_share: float = 0.0,
+    sparse_share: float = 0.0,
 ) -> list[Expression]:
     """One epoch's queries, a pure function of its arguments so a resumed run sees the same data.
 
@@ -211,7 +238,7 @@ def epoch_expressions(
     # fresh queries jump tenfold the epoch after (measured on the 64/64 default).
     replayed = min(int(round(count * replay_share)), REPLAY_COPIES * len(replay)) if replay else 0
     expressions = sample_expressions(
-        drawn_from, count - replayed, rng, small_share, term_weights, large_share, carry_share
+        drawn_from, count - replayed, rng, small_share, term_weights, large_share, carry_share, sparse_share
     )
     if replayed:
         expressions += [replay[i] for i in rng.integers(0, len(replay), size=replayed).tolist()]

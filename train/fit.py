@@ -18,7 +18,14 @@ from adder.config import ModelConfig
 from adder.grammar import Expression, values_of
 from adder.train import suites
 from adder.train.archive import WriteError, save_keras, write_atomic
-from adder.train.data import carry_pairs, encode_epoch, epoch_expressions, expressions_of, sampled_blocks
+from adder.train.data import (
+    carry_pairs,
+    encode_epoch,
+    epoch_expressions,
+    expressions_of,
+    sampled_blocks,
+)
+from adder.train.data import sparse_operands as sparse_operands_of
 from adder.train.distributed import Cluster, alone, file_fingerprint, predict_rows, same_everywhere
 from adder.train.evaluate import EXHAUSTIVE_LIMIT, Evaluation, evaluate, tally
 from adder.train.model import Architecture, build_model
@@ -49,6 +56,7 @@ class TrainSettings:
     max_minutes: float = 0.0  # budget: minutes of training and checks, over resumes too; 0: no limit
     large_operands: float = 0.0  # share of operands drawn as the domain's largest (data.draw_operands)
     carry_chains: float = 0.0  # share of queries whose first two operands carry through a chain (data.carry_pairs)
+    sparse_operands: float = 0.0  # share of operands drawn with many zero digits (data.sparse_operands)
 
     BUDGET = ("max_epochs", "max_minutes")  # not part of a run's identity: a rerun may raise them
 
@@ -148,27 +156,43 @@ def answers_right(model: keras.Model, codec: Codec, x: np.ndarray, truth: np.nda
 
 
 def full_check(
-    model: keras.Model, config: ModelConfig, sample: int = 0, seed: int = 2026, carry_chains: float = 0.0
+    model: keras.Model,
+    config: ModelConfig,
+    sample: int = 0,
+    seed: int = 2026,
+    carry_chains: float = 0.0,
+    sparse_operands: float = 0.0,
 ) -> Evaluation:
     """Every query of the domain, or every fixed suite where it is too large to enumerate and
     the suites apply (adder.train.suites); or, with ``sample``, that many drawn uniformly
     over its queries (each check its own ``seed``, so the replay pool sees fresh mistakes),
     plus, with ``carry_chains``, as many pairs again drawn to carry through long chains,
-    which a uniform sample of ten-digit pairs almost never does."""
+    and with ``sparse_operands``, as many pairs of operands with many zero digits: a
+    uniform sample of ten-digit pairs almost never holds either."""
     predict, engine = domain_predictor(model, config)
     if not sample and config.domain_size > EXHAUSTIVE_LIMIT and suites.applies(config):
         result = suites.combined(suites.evaluate_suites(predict, config))
     else:
         result = evaluate(predict, config, sample=sample, seed=seed)
-    if sample and carry_chains and suites.applies(config):
+    if sample and suites.applies(config):
         rng = np.random.default_rng([seed, PROBE_STREAM])
-        pairs = np.stack(carry_pairs(config, sample, rng), axis=1)
-        drawn = tally(predict, config, "drawn", sample, [((2, ("+",), ()), pairs)])
-        result.total += drawn.total
-        result.wrong += drawn.wrong
-        result.wrong_queries += drawn.wrong_queries
-        result.groups["carry chains (drawn)"] = {"total": drawn.total, "wrong": drawn.wrong}
-        result.method += f", plus {sample:,} pairs drawn to carry through long chains"
+        drawn_groups = []
+        if carry_chains:
+            pairs = carry_pairs(config, sample, rng)
+            drawn_groups.append(("carry chains (drawn)", "to carry through long chains", pairs))
+        if sparse_operands:
+            a, b = sparse_operands_of(config, sample, rng), sparse_operands_of(config, sample, rng)
+            a = np.clip(a, config.min_operand, config.max_operand)
+            b = np.clip(b, config.min_operand, config.max_operand)
+            drawn_groups.append(("sparse operands (drawn)", "with many zero digits", (a, b)))
+        for group, why, (a, b) in drawn_groups:
+            pairs = np.stack((a, b), axis=1)
+            drawn = tally(predict, config, "drawn", sample, [((2, ("+",), ()), pairs)])
+            result.total += drawn.total
+            result.wrong += drawn.wrong
+            result.wrong_queries += drawn.wrong_queries
+            result.groups[group] = {"total": drawn.total, "wrong": drawn.wrong}
+            result.method += f", plus {sample:,} pairs drawn {why}"
     result.engine = engine
     return result
 
@@ -356,6 +380,7 @@ def fit(
             settings.term_weights,
             settings.large_operands,
             settings.carry_chains,
+            settings.sparse_operands,
         )
         x, y = encode_epoch(config, expressions)
         started = time.perf_counter()
@@ -385,7 +410,12 @@ def fit(
             last_full_check = epoch + 1
             started = time.perf_counter()
             result = full_check(
-                model, config, settings.check_sample, settings.seed * 100_003 + epoch + 1, settings.carry_chains
+                model,
+                config,
+                settings.check_sample,
+                settings.seed * 100_003 + epoch + 1,
+                carry_chains=settings.carry_chains,
+                sparse_operands=settings.sparse_operands,
             )
             if not result.is_verdict:  # a sampled check: the pool keeps what is still wrong, plus its finds
                 pooled = pool.queries

@@ -73,6 +73,7 @@ class Recipe:
     small_operands: float = 0.25
     large_operands: float = 0.0
     carry_chains: float = 0.0
+    sparse_operands: float = 0.0
     replay_share: float = 0.25
     check_every: int = 5
     term_mix: str = ""
@@ -140,6 +141,7 @@ RECIPES: dict[str, Recipe] = {
         learning_rate=3e-3,
         small_operands=0.5,
         carry_chains=0.2,
+        sparse_operands=0.3,
         check_every=10,
         check_sample=200_000,
         max_epochs=1000,
