@@ -202,14 +202,21 @@ def test_a_body_over_the_limit_is_413_before_it_is_read(port):
 
 
 def test_a_chunked_body_is_refused_once_it_passes_the_limit(port):
-    # Just past the limit and no end of body: the server must answer without waiting for more.
-    # (Bytes sent beyond what it reads before closing would make the kernel reset the
-    # connection, which can drop the reply before the client reads it.)
-    chunk = b"x" * 65536
-    chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(LIMITS.max_body_bytes // len(chunk) + 1))
+    # Exactly the limit in chunks, then one byte more and no end of body: the server must
+    # answer without waiting for more. The byte over the limit is the last one sent (no
+    # CRLF after it), so the server has read everything by the time it refuses: bytes left
+    # unread when it closes would make the kernel reset the connection, which can drop
+    # the reply before the client reads it.
+    limit, size = LIMITS.max_body_bytes, 65536
+    pieces = [min(size, limit - start) for start in range(0, limit, size)]
+    chunks = b"".join(b"%x\r\n%s\r\n" % (n, b"x" * n) for n in pieces) + b"1\r\nx"
     head = b"POST /add HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
     reply = raw_exchange(port, head + chunks)
     assert reply.startswith(b"HTTP/1.1 413 ") and b"bytes" in reply
+    # and a body of exactly the limit is not refused for its size
+    ended = b"".join(b"%x\r\n%s\r\n" % (n, b"x" * n) for n in pieces) + b"0\r\n\r\n"
+    reply = raw_exchange(port, head.replace(b"Host: x", b"Host: x\r\nConnection: close") + ended)
+    assert reply.startswith(b"HTTP/1.1 400 ") and b"over" not in reply
 
 
 @pytest.mark.parametrize(("start", "status"), [(b"GET /add?q=", b"414"), (b"GET /health HTTP/1.1\r\nX-Long: ", b"431")])
