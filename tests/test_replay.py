@@ -212,10 +212,12 @@ def test_largest_operands_are_served_and_a_share_of_0_draws_the_data_it_always_d
     assert 0.05 <= (drawn == 99).mean() <= 0.065 and (drawn == 99).all(axis=1).sum() > 5
     # the recipes without it see the very queries they saw before it existed
     before = draw_operands(config, (1000, 3), np.random.default_rng(1), 0.25)
-    after = draw_operands(config, (1000, 3), np.random.default_rng(1), 0.25, large_share=0.0, carry_share=0.0)
+    after = draw_operands(
+        config, (1000, 3), np.random.default_rng(1), 0.25, large_share=0.0, carry_share=0.0, sparse_share=0.0
+    )
     assert np.array_equal(before, after)
     assert epoch_expressions(config, 500, 0, 3, None, 0.25) == epoch_expressions(
-        config, 500, 0, 3, None, 0.25, large_share=0.0, carry_share=0.0
+        config, 500, 0, 3, None, 0.25, large_share=0.0, carry_share=0.0, sparse_share=0.0
     )
 
 
@@ -242,3 +244,25 @@ def test_carry_pairs_carry_through_chains_of_every_length_and_uniform_pairs_do_n
     assert (a <= config.max_operand).all() and (b <= config.max_operand).all()
     uniform = np.random.default_rng(1).integers(0, 10**10, size=(20_000, 2)).tolist()
     assert sum(carry_length(x, y) >= 5 for x, y in uniform) < 0.002 * len(uniform)
+
+
+def nonzero_digits(values: np.ndarray) -> np.ndarray:
+    return np.array([sum(d != "0" for d in str(v)) if v else 0 for v in values.tolist()])
+
+
+def test_sparse_operands_have_every_count_of_nonzero_digits_and_stay_in_range():
+    from adder.train.data import draw_operands, sparse_operands
+
+    wide = ModelConfig(max_operand=9_999_999_999)
+    counts = np.bincount(nonzero_digits(sparse_operands(wide, 22_000, np.random.default_rng(0))), minlength=11)
+    assert len(counts) == 11 and all(1600 < c < 2400 for c in counts)  # uniform over 0..10: 2,000 each
+    uniform = np.random.default_rng(1).integers(0, 10**10, size=22_000)
+    assert (nonzero_digits(uniform) <= 2).sum() == 0  # what uniform draws give the suite of sparse operands
+    without = draw_operands(wide, (20_000, 2), np.random.default_rng(2), 0.5)
+    drawn = draw_operands(wide, (20_000, 2), np.random.default_rng(2), 0.5, sparse_share=0.3)
+    gain = (nonzero_digits(drawn[:, 0]) <= 2).mean() - (nonzero_digits(without[:, 0]) <= 2).mean()
+    assert 0.04 < gain < 0.09  # 30% of operands, 3 in 11 of those, less the narrow ones they replace
+    # a domain whose width admits values past its largest keeps its range
+    narrow = ModelConfig(min_operand=10, max_operand=500)
+    drawn = draw_operands(narrow, (20_000, 2), np.random.default_rng(3), 0.0, sparse_share=1.0)
+    assert drawn.min() >= 10 and drawn.max() <= 500 and (drawn % 10 == 0).mean() > 0.18  # uniform: 0.1

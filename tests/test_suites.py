@@ -92,6 +92,22 @@ TEN_DIGIT_BAD = ["10000000000+1", "99999999999+0", "1+2+3", "9999999999-1"]
 
 @needs_training
 @pytest.mark.slow
+def test_sampled_checks_add_long_carries_and_sparse_pairs_and_count_them_apart(tiny_wide_model):
+    import keras
+
+    from adder.train.fit import full_check
+
+    model = keras.saving.load_model(tiny_wide_model[0])
+    plain = full_check(model, WIDE, sample=500, seed=7)
+    drawn = full_check(model, WIDE, sample=500, seed=7, carry_chains=0.2, sparse_operands=0.3)
+    assert plain.total == 500 and drawn.total == 1500 and not drawn.is_verdict
+    groups = drawn.groups
+    assert groups["carry chains (drawn)"]["total"] == groups["sparse operands (drawn)"]["total"] == 500
+    extra = groups["carry chains (drawn)"]["wrong"] + groups["sparse operands (drawn)"]["wrong"]
+    assert drawn.wrong == plain.wrong + extra
+    assert "with many zero digits" in drawn.method
+
+
 def test_ten_digit_operands_go_through_keras_onnx_and_the_cli_alike(tiny_wide_model):
     from adder import Adder, QueryError
     from adder.train.data import sample_expressions
