@@ -412,7 +412,10 @@ def test_sigterm_finishes_requests_in_flight_then_exits_0():
     body = json.dumps({"queries": queries}).encode()
     in_flight = socket.create_connection(("127.0.0.1", port), timeout=30)
     in_flight.sendall(b"POST /add HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:100])
-    time.sleep(0.2)  # the server has the request and waits for the rest of its body
+    # Once the server has answered a request sent after it, it has read this one's head and
+    # waits for the rest of its body (a fixed sleep was too short on a loaded machine: the
+    # server took the connection for an idle one and closed it).
+    assert request(port, "GET", "/health")[0] == 200
     process.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     with pytest.raises(OSError):  # no longer accepting
