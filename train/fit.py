@@ -18,14 +18,7 @@ from adder.config import ModelConfig
 from adder.grammar import Expression, values_of
 from adder.train import suites
 from adder.train.archive import WriteError, save_keras, write_atomic
-from adder.train.data import (
-    carry_pairs,
-    encode_epoch,
-    epoch_expressions,
-    expressions_of,
-    sampled_blocks,
-)
-from adder.train.data import sparse_operands as sparse_operands_of
+from adder.train.data import carry_pairs, draw_operands, encode_epoch, epoch_expressions, expressions_of, sampled_blocks
 from adder.train.distributed import Cluster, alone, file_fingerprint, predict_rows, same_everywhere
 from adder.train.evaluate import EXHAUSTIVE_LIMIT, Evaluation, evaluate, tally
 from adder.train.model import Architecture, build_model
@@ -181,10 +174,8 @@ def full_check(
             pairs = carry_pairs(config, sample, rng)
             drawn_groups.append(("carry chains (drawn)", "to carry through long chains", pairs))
         if sparse_operands:
-            a, b = sparse_operands_of(config, sample, rng), sparse_operands_of(config, sample, rng)
-            a = np.clip(a, config.min_operand, config.max_operand)
-            b = np.clip(b, config.min_operand, config.max_operand)
-            drawn_groups.append(("sparse operands (drawn)", "with many zero digits", (a, b)))
+            pairs = draw_operands(config, (sample, 2), rng, 0.0, sparse_share=1.0)  # in range, as in training
+            drawn_groups.append(("sparse operands (drawn)", "with many zero digits", (pairs[:, 0], pairs[:, 1])))
         for group, why, (a, b) in drawn_groups:
             pairs = np.stack((a, b), axis=1)
             drawn = tally(predict, config, "drawn", sample, [((2, ("+",), ()), pairs)])
