@@ -28,12 +28,12 @@ from adder.train.data import domain_blocks
 from adder.train.evaluate import EXHAUSTIVE_LIMIT
 
 
-def blocks(config):
+def blocks(config, seed=suites.UNIFORM_SEED):
     """(query lines, true values) blocks covering every query of the domain once, in adder-eval's order;
     for a two-term sum too large to enumerate, every case of the fixed verification suites."""
     walk = domain_blocks(config)
     if config.domain_size > EXHAUSTIVE_LIMIT and suites.applies(config):
-        walk = (block for _, (_, each) in suites.suite_blocks(config).items() for block in each)
+        walk = (block for _, (_, each) in suites.suite_blocks(config, seed=seed).items() for block in each)
     for shape, terms in walk:
         template = shape_text(shape)
         yield "".join(template.format(*row) + "\n" for row in terms.tolist()), shape_values(shape, terms)
@@ -43,6 +43,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", default="default", help="shipped model name or .onnx path")
     parser.add_argument("--limit", type=int, default=0, help="stop after about this many (whole blocks; 0: all)")
+    parser.add_argument(
+        "--uniform-seed",
+        type=int,
+        default=suites.UNIFORM_SEED,
+        help="with the verification suites: numpy seed of the uniform suite (training checks and replays 2026's)",
+    )
     args = parser.parse_args()
 
     config = Adder(args.model).config
@@ -56,7 +62,7 @@ def main() -> None:
 
     def feed() -> None:
         sent = 0
-        for lines, values in blocks(config):
+        for lines, values in blocks(config, args.uniform_seed):
             with ready:
                 truths.append((lines, values))
                 ready.notify()

@@ -71,6 +71,21 @@ def test_suites_apply_only_to_sums_of_two_terms_and_a_right_model_passes_them_al
     assert whole.is_verdict and whole.wrong == 0 and whole.total == sum(r.total for r in results.values())
 
 
+def test_another_uniform_seed_draws_other_pairs_and_says_so():
+    """A held-out check: training replays what its own suites find wrong, so their uniform pairs
+    are not unseen by the end of a run; another seed's are."""
+    small = ModelConfig(max_operand=99_999)
+    default = dict(suite_blocks(small, uniform=500))
+    other = dict(suite_blocks(small, uniform=500, seed=7))
+    assert "uniform pairs (numpy seed 2026)" in default and "uniform pairs (numpy seed 7)" in other
+    drawn = [
+        np.concatenate([b for _, b in blocks[1]])
+        for blocks in (default["uniform pairs (numpy seed 2026)"], other["uniform pairs (numpy seed 7)"])
+    ]
+    assert drawn[0].shape == drawn[1].shape == (500, 2) and not np.array_equal(drawn[0], drawn[1])
+    assert set(default) - {"uniform pairs (numpy seed 2026)"} == set(other) - {"uniform pairs (numpy seed 7)"}
+
+
 def test_one_wrong_answer_in_any_suite_is_counted_there():
     small = ModelConfig(max_operand=9_999)
 

@@ -736,6 +736,14 @@ def evaluate_models(
             max=100_000_000,
         ),
     ] = 10_000_000,
+    uniform_seed: Annotated[
+        int,
+        typer.Option(
+            help="With the verification suites: numpy seed of the uniform suite. Training's own checks use "
+            "2026 and replay what they find wrong, so another seed gives pairs no run has seen.",
+            min=0,
+        ),
+    ] = 2026,
 ) -> None:
     """Check every query of a model's domain (up to 50,000,000) and print what is wrong, overall
     and per slice.
@@ -757,7 +765,7 @@ def evaluate_models(
         predict, config = predictor_for(path)
         if config.domain_size > EXHAUSTIVE_LIMIT and suites.applies(config):
             each = suites.evaluate_suites(
-                predict, config, uniform, progress=(lambda name: ProgressBar(name)) if progress else None
+                predict, config, uniform, uniform_seed, progress=(lambda name: ProgressBar(name)) if progress else None
             )
             result = suites.combined(each)
         else:
