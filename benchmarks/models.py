@@ -28,6 +28,7 @@ import onnx
 from onnx import numpy_helper
 
 from adder import Adder
+from adder.figures import percent
 from adder.grammar import shape_text, shape_values
 from adder.session import MODELS_DIR, shipped_models
 from adder.train.data import domain_shapes, sampled_blocks, shape_size  # numpy only
@@ -119,7 +120,7 @@ def main() -> None:
     print(header + f" {'single us':>16} {'batch q/s':>30}")
     for row in rows:
         measured = (
-            f"{100 * row['exact_match']:.4f}% ({row['wrong']:,} wrong, {row['method']})"
+            f"{percent(row['exact_match'])} ({row['wrong']:,} wrong, {row['method']})"
             if row["exact_match"] is not None
             else "not measured"
         )

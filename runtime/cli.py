@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from .answer import EXIT_USAGE, answer_arguments, answer_stdin, open_adder
+from .figures import percent
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -22,14 +23,14 @@ def show_models() -> None:
         config = Adder(name).config
         accuracy = config.training.get("evaluation", {})
         measured = (
-            f"exact-match {100 * accuracy['exact_match']:.4f}% ({accuracy['method']})" if accuracy else "not measured"
+            f"exact-match {percent(accuracy['exact_match'])} ({accuracy['method']})" if accuracy else "not measured"
         )
         exhaustive = accuracy.get("method") == "exhaustive"
         for group, counts in sorted(accuracy.get("groups", {}).items()):
             # per term count: exhaustive checks of part of a sampled domain, or slices of an exhaustive one
             if group.endswith("every query") or (exhaustive and group.endswith(" terms")):
                 share = (counts["total"] - counts["wrong"]) / counts["total"]
-                measured += f"; {group.removesuffix(', every query')}: {100 * share:.4f}% (exhaustive)"
+                measured += f"; {group.removesuffix(', every query')}: {percent(share)} (exhaustive)"
         typer.echo(f"{name}: {config.describe()}; {size_of(config.training)}{measured}")
 
 

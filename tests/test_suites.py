@@ -140,3 +140,15 @@ def test_ten_digit_operands_go_through_keras_onnx_and_the_cli_alike(tiny_wide_mo
     printed = run_adder("--model", str(onnx_path), *TEN_DIGIT_QUERIES)
     answers = [str(r) if not isinstance(r, QueryError) else "" for r in results[: len(TEN_DIGIT_QUERIES)]]
     assert printed.stdout.decode().split("\n")[: len(answers)] == answers
+
+
+def test_a_few_wrong_in_millions_never_print_as_100_percent():
+    """3 wrong of 24,093,649 is 99.99998%: rounded, that reads 100.0000%, a claim of exactness the
+    counts refute. Shares are printed rounded down."""
+    from adder.figures import percent
+    from adder.train.evaluate import Evaluation
+
+    result = Evaluation("suites", total=24_093_649, wrong=3, groups={"uniform": {"total": 10_000_000, "wrong": 3}})
+    assert "100.0000%" not in result.summary() and "exact-match 99.9999% (3 wrong of 24,093,649" in result.summary()
+    assert "uniform: 99.9999% (3 wrong" in result.summary()
+    assert percent(1.0) == "100.0000%" and percent(1 - 1 / 10_010) == "99.9900%" and percent(0.0) == "0.0000%"

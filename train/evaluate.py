@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from adder.config import ModelConfig
+from adder.figures import percent
 from adder.grammar import Expression, Shape, shape_text, shape_values
 from adder.train.data import domain_blocks, expressions_of, sampled_blocks
 
@@ -57,10 +58,10 @@ class Evaluation:
 
     def summary(self) -> str:
         how = self.method + (f", through {self.engine}" if self.engine else "")
-        lines = [f"exact-match {100 * self.exact_match:.4f}% ({self.wrong:,} wrong of {self.total:,}, {how})"]
+        lines = [f"exact-match {percent(self.exact_match)} ({self.wrong:,} wrong of {self.total:,}, {how})"]
         for group, counts in sorted(self.groups.items()):
             share = (counts["total"] - counts["wrong"]) / counts["total"]
-            lines.append(f"  {group}: {100 * share:.4f}% ({counts['wrong']:,} wrong of {counts['total']:,})")
+            lines.append(f"  {group}: {percent(share)} ({counts['wrong']:,} wrong of {counts['total']:,})")
         return "\n".join(lines)
 
 
