@@ -58,14 +58,17 @@ def test_info_prints_the_config_as_json():
 def test_version_and_list_models():
     assert run_adder("--version").stdout.decode().startswith("adder ")
     listing = run_adder("--list-models").stdout.decode().splitlines()
-    assert len(listing) == 3  # the batch and single graphs beside them are not models of their own
+    assert len(listing) == 4  # the batch and single graphs beside them are not models of their own
     assert listing[0].startswith("arith: 2-3 terms in 0..99, operators +-, brackets; LSTM ")
     assert "2 terms: 100.0000% (exhaustive)" in listing[0] and "exact-match 100.0000% (exhaustive)" in listing[0]
     assert listing[1].startswith("calc: 2 terms in 0..99, operators +-*, brackets; LSTM ")
     assert listing[2].startswith("default: 2 terms in 0..999") and "exact-match 100.0000% (exhaustive)" in listing[2]
+    assert listing[3].startswith("wide: 2 terms in 0..9999999999, operators +; LSTM ")
+    assert "exact-match 100.0000% (suites of 24,093,649 fixed cases)" in listing[3]
     # the size each record holds: layers, and parameters where the record counts them
     for line in listing:
-        assert re.search(r"; LSTM \d+/\d+, [\d,]+ parameters; exact-match 100\.0000% \(exhaustive\)", line), line
+        assert re.search(r"; LSTM \d+/\d+, [\d,]+ parameters; exact-match 100\.0000% \((exhaustive|suites)", line), line
+    assert run_adder("--model", "wide", "9999999999+1").stdout.decode() == "10000000000\n"
 
 
 def test_list_models_reads_sizes_only_from_a_well_formed_record():

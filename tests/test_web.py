@@ -180,6 +180,21 @@ def test_calc_is_selectable_and_multiplies(page):
     page.check("input[value=default]")
 
 
+def test_wide_is_selectable_and_its_verification_cases_get_the_runtimes_answers(page):
+    from adder.train.suites import adderboard_pairs, carry_chain_pairs, repdigit_pairs
+
+    box = page.locator("input").first
+    page.check("input[value=wide]")
+    box.fill("9999999999+1")
+    box.press("Enter")
+    page.wait_for_function("document.getElementById('answer').textContent === '10000000000'")
+    assert page.text_content("#domain").startswith("wide: 2 terms in 0..9999999999, operators +")
+    page.check("input[value=default]")
+    # AdderBoard's 10,010 cases, every carry-chain case and every repdigit pair: 135,953 queries
+    pairs = np.concatenate([adderboard_pairs(), carry_chain_pairs(10), repdigit_pairs(10)])
+    assert_same("wide", [f"{a}+{b}" for a, b in pairs.tolist()], page)
+
+
 def in_page(onnx_path, name: str):
     """A model where the page finds models, as the build writes them (its .onnx, and its config
     without the record); removed afterwards."""
