@@ -170,26 +170,28 @@ def test_every_calc_query_gets_the_runtimes_answer(page):
     assert_same("calc", queries, page)
 
 
-def test_calc_is_selectable_and_multiplies(page):
+def typed_in(page, model: str, query: str, answer: str) -> str:
+    """Select ``model``, type ``query`` and Enter, wait for ``answer``; the domain the page shows
+    (the default selected again after)."""
     box = page.locator("input").first
-    page.check("input[value=calc]")
-    box.fill("12*34")
+    page.check(f"input[value={model}]")
+    box.fill(query)
     box.press("Enter")
-    page.wait_for_function("document.getElementById('answer').textContent === '408'")
-    assert page.text_content("#domain").startswith("calc: 2 terms in 0..99, operators +-*")
+    page.wait_for_function(f"document.getElementById('answer').textContent === '{answer}'")
+    domain = page.text_content("#domain")
     page.check("input[value=default]")
+    return domain
+
+
+def test_calc_is_selectable_and_multiplies(page):
+    assert typed_in(page, "calc", "12*34", "408").startswith("calc: 2 terms in 0..99, operators +-*")
 
 
 def test_wide_is_selectable_and_its_verification_cases_get_the_runtimes_answers(page):
     from adder.train.suites import adderboard_pairs, carry_chain_pairs, repdigit_pairs
 
-    box = page.locator("input").first
-    page.check("input[value=wide]")
-    box.fill("9999999999+1")
-    box.press("Enter")
-    page.wait_for_function("document.getElementById('answer').textContent === '10000000000'")
-    assert page.text_content("#domain").startswith("wide: 2 terms in 0..9999999999, operators +")
-    page.check("input[value=default]")
+    domain = typed_in(page, "wide", "9999999999+1", "10000000000")
+    assert domain.startswith("wide: 2 terms in 0..9999999999, operators +")
     # AdderBoard's 10,010 cases, every carry-chain case and every repdigit pair: 135,953 queries
     pairs = np.concatenate([adderboard_pairs(), carry_chain_pairs(10), repdigit_pairs(10)])
     assert_same("wide", [f"{a}+{b}" for a, b in pairs.tolist()], page)
