@@ -731,7 +731,7 @@ def evaluate_models(
     uniform: Annotated[
         int,
         typer.Option(
-            help="With the verification suites: pairs in the uniform suite (drawn with numpy seed 2026).",
+            help="With the verification suites: pairs in the uniform suite (drawn with --uniform-seed).",
             min=0,
             max=100_000_000,
         ),
