@@ -266,3 +266,54 @@ def test_sparse_operands_have_every_count_of_nonzero_digits_and_stay_in_range():
     narrow = ModelConfig(min_operand=10, max_operand=500)
     drawn = draw_operands(narrow, (20_000, 2), np.random.default_rng(3), 0.0, sparse_share=1.0)
     assert drawn.min() >= 10 and drawn.max() <= 500 and (drawn % 10 == 0).mean() > 0.18  # uniform: 0.1
+
+
+@needs_training
+@pytest.mark.parametrize("fresh_wrong", [0, 3])
+def test_clean_suites_end_a_run_only_once_pairs_drawn_afresh_are_right_too(tmp_path, monkeypatch, fresh_wrong):
+    """Where the suites stand in for the domain, their uniform pairs have been replayed by the
+    time they are clean; a run is exact only when uniform pairs drawn for that check alone
+    are right as well, and what those get wrong is replayed like any other find."""
+    import adder.train.fit as fit_module
+    from adder.train import suites
+    from adder.train.evaluate import Evaluation
+    from adder.train.model import Architecture
+
+    config = ModelConfig(max_operand=9_999)  # 10^8 queries: too many to enumerate, so the suites judge
+    drawn = []
+
+    def scripted_check(model, config, sample=0, seed=2026, **drawn_shares):
+        return Evaluation(f"sample of {sample:,}" if sample else "suites of 100 fixed cases", total=sample or 100)
+
+    def predictor(model, config):
+        def predict(shape, terms):
+            drawn.append(terms.copy())
+            values = terms.sum(axis=1)
+            values[: fresh_wrong if len(drawn) == 1 else 0] += 1  # wrong on the first draw's first pairs only
+            return values, np.ones(len(terms), dtype=bool)
+
+        predict.takes_blocks = True
+        return predict, "scripted"
+
+    monkeypatch.setattr(fit_module, "full_check", scripted_check)
+    monkeypatch.setattr(fit_module, "domain_predictor", predictor)
+    monkeypatch.setattr(fit_module, "answers_right", lambda model, codec, x, truth: np.ones(len(x), dtype=bool))
+    monkeypatch.setattr(suites, "UNIFORM_SIZE", 500)
+    settings = fit_module.TrainSettings(epochs=3, samples=200, check_every=1, check_sample=50, seed=4)
+    model, history, outcome = fit_module.fit(
+        config, Architecture((4,), (4,)), settings, tmp_path / "m.keras", log=lambda _: None, stop_when_exact=True
+    )
+    checked = [h for h in history if "fresh_check_wrong" in h]
+    assert [h["fresh_check_seed"] for h in checked] == [suites.fresh_seed(4, h["epoch"]) for h in checked]
+    assert len({h["fresh_check_seed"] for h in checked}) == len(checked)  # each check its own pairs
+    expected = np.random.default_rng(suites.fresh_seed(4, 1)).integers(0, 10_000, size=(500, 2))
+    assert np.array_equal(drawn[0], expected)
+    assert outcome.exact and outcome.result.is_verdict and outcome.result.wrong == 0
+    assert f"uniform pairs drawn afresh (numpy seed {suites.fresh_seed(4, checked[-1]['epoch'])})" in (
+        outcome.result.groups
+    )
+    if fresh_wrong:  # epoch 1's suites were clean and its fresh pairs were not: not exact yet; they are replayed
+        assert [h["fresh_check_wrong"] for h in checked] == [fresh_wrong, 0]
+        assert history[0]["replay_pool"] == fresh_wrong and history[0]["full_check_wrong"] == fresh_wrong
+    else:
+        assert [h["epoch"] for h in checked] == [1] and len([h for h in history if "loss" in h]) == 1

@@ -37,6 +37,7 @@ ADDERBOARD_EDGES = (
 )
 UNIFORM_SIZE = 10_000_000
 UNIFORM_SEED = 2026  # not AdderBoard's
+FRESH_SEEDS = 1_000_000  # a run's fresh draws: FRESH_SEEDS * (run seed + 1) + epoch (suites.fresh_seed)
 PADDED_VARIANTS = 4  # carry chains with random non-carrying digits around them, per pattern
 CHUNK = 100_000
 
@@ -160,6 +161,31 @@ def evaluate_suites(
         name: tally(predict, config, "every case", size, blocks, progress(name) if progress else None)
         for name, (size, blocks) in suite_blocks(config, uniform, seed).items()
     }
+
+
+def fresh_seed(run_seed: int, epoch: int) -> int:
+    """The seed of the uniform pairs a run draws afresh after ``epoch``: never the fixed
+    suite's 2026, nor a small seed such as ``adder-eval --uniform-seed 7`` would use."""
+    return FRESH_SEEDS * (run_seed + 1) + epoch
+
+
+def confirmed(result: Evaluation, predict, config: ModelConfig, seed: int, size: int | None = None) -> Evaluation:
+    """The suites' ``result`` with ``size`` uniform pairs drawn under ``seed`` added as one more group.
+
+    A run replays what the fixed suites find wrong, so by the time they are clean it has
+    been taught some of their cases: the fixed uniform suite's 0 that ended the first
+    ten-digit run came with 5 wrong of 10,000,000 pairs under another seed. Pairs drawn
+    for this check alone, which no epoch has replayed, are the held-out half of the verdict.
+    """
+    size = UNIFORM_SIZE if size is None else size
+    name = f"uniform pairs drawn afresh (numpy seed {seed})"
+    blocks = (((2, ("+",), ()), block) for block in uniform_blocks(config, size, seed))
+    fresh = tally(by_blocks(predict), config, "every case", size, blocks)
+    both = combined({name: result, "fresh": fresh})
+    both.groups = {**result.groups, name: {"total": fresh.total, "wrong": fresh.wrong}}
+    both.method = f"{result.method}, plus {size:,} uniform pairs drawn afresh (numpy seed {seed})"
+    both.engine = result.engine
+    return both
 
 
 def combined(results: dict[str, Evaluation]) -> Evaluation:
