@@ -34,7 +34,10 @@ def test_sigkill_then_rerun_resumes_and_finishes(tmp_path):
     kill_after_first_epoch(command, state)
     assert out.read_bytes() == b"previous model"  # the target is never half-written
 
-    done = json.loads(state.read_text())["epochs_done"]
+    saved = json.loads(state.read_text())
+    done = saved["epochs_done"]
+    saved["seconds"] = 10_000.0  # as if the killed call had run for hours: the record must count them
+    state.write_text(json.dumps(saved))
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert f"resuming from epoch {done + 1}" in result.stdout
@@ -44,6 +47,8 @@ def test_sigkill_then_rerun_resumes_and_finishes(tmp_path):
     assert not state.parent.exists()  # a finished run cleans its checkpoint up
     record = json.loads((tmp_path / "m.json").read_text())
     assert [h["epoch"] for h in record["training"]["history"]] == [1, 2, 3]
+    training = record["training"]
+    assert training["train_seconds"] > 10_000 > training["call_seconds"] > 0  # every call, and the last one
 
 
 def test_a_checkpoint_from_other_options_is_not_silently_reused(tmp_path):

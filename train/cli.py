@@ -666,7 +666,8 @@ def run_training(
         "backend": os.environ["KERAS_BACKEND"],
         "devices": devices,
         "versions": versions(),
-        "train_seconds": round(train_seconds, 1),
+        "train_seconds": round(max(outcome.seconds, train_seconds), 1),  # every call of a resumed run
+        "call_seconds": round(train_seconds, 1),
         "history": history,
     }
     if started_from:
