@@ -15,7 +15,7 @@ from adder.train.cli import fail, require_training_stack
 
 MAX_COMPARED = 1_000_000  # inputs compared between Keras and ONNX, each held in memory as a tensor
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="markdown")
 
 
 @app.command()

@@ -13,7 +13,7 @@ import typer
 from .answer import EXIT_USAGE, answer_arguments, answer_stdin, open_adder
 from .figures import percent
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="markdown")
 
 
 def show_models() -> None:
@@ -95,7 +95,7 @@ def main(
     raise typer.Exit(answer_stdin(model, as_json))
 
 
-serve_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+serve_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="markdown")
 SERVE_EXTRA = "pip install 'adder[serve]' (from a checkout: pip install '.[serve]')"
 
 

@@ -32,9 +32,9 @@ EXTRA_HINT = (
     "(or '.[jax]' to train with JAX and no TensorFlow)"
 )
 
-train_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-eval_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-plot_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+train_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="markdown")
+eval_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="markdown")
+plot_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="markdown")
 
 
 def fail(message: str) -> typer.Exit:
