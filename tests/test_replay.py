@@ -317,3 +317,49 @@ def test_clean_suites_end_a_run_only_once_pairs_drawn_afresh_are_right_too(tmp_p
         assert history[0]["replay_pool"] == fresh_wrong and history[0]["full_check_wrong"] == fresh_wrong
     else:
         assert [h["epoch"] for h in checked] == [1] and len([h for h in history if "loss" in h]) == 1
+
+
+@needs_training
+@pytest.mark.parametrize("fresh_wrong", [0, 2])
+def test_a_starting_model_clean_on_the_suites_is_confirmed_on_fresh_pairs_before_it_counts_as_exact(
+    tmp_path, monkeypatch, fresh_wrong
+):
+    import adder.train.fit as fit_module
+    from adder.train import suites
+    from adder.train.evaluate import Evaluation
+    from adder.train.model import Architecture, build_model
+
+    config = ModelConfig(max_operand=9_999)
+    answered = []
+
+    def predictor(model, config):
+        def predict(shape, terms):
+            answered.append(len(terms))
+            values = terms.sum(axis=1)
+            values[: fresh_wrong if len(answered) == 1 else 0] += 1
+            return values, np.ones(len(terms), dtype=bool)
+
+        predict.takes_blocks = True
+        return predict, "scripted"
+
+    def scripted_check(model, config, sample=0, seed=2026, **drawn_shares):
+        return Evaluation(f"sample of {sample:,}" if sample else "suites of 100 fixed cases", total=sample or 100)
+
+    monkeypatch.setattr(fit_module, "full_check", scripted_check)
+    monkeypatch.setattr(fit_module, "domain_predictor", predictor)
+    monkeypatch.setattr(fit_module, "answers_right", lambda model, codec, x, truth: np.ones(len(x), dtype=bool))
+    monkeypatch.setattr(suites, "UNIFORM_SIZE", 300)
+    arch = Architecture((4,), (4,))
+    settings = fit_module.TrainSettings(epochs=2, samples=200, check_every=1, check_sample=50)
+    model, history, outcome = fit_module.fit(
+        config, arch, settings, tmp_path / "m.keras", log=lambda _: None, stop_when_exact=True,
+        init=build_model(config, arch),
+    )  # fmt: skip
+    start = history[0]
+    assert start["epoch"] == 0 and start["fresh_check_seed"] == suites.fresh_seed(0, 0)
+    assert start["fresh_check_wrong"] == start["full_check_wrong"] == fresh_wrong
+    assert outcome.exact
+    if fresh_wrong:  # not exact at the start: trained, and exact after a later clean draw
+        assert outcome.reason == "exact after epoch 1" and start["replay_pool"] == fresh_wrong
+    else:
+        assert outcome.reason == "the starting model is exact" and len(history) == 1

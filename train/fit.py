@@ -188,6 +188,17 @@ def full_check(
     return result
 
 
+def confirmed_afresh(model: keras.Model, config: ModelConfig, result: Evaluation, seed: int, entry: dict) -> Evaluation:
+    """Clean suites, confirmed on uniform pairs drawn for this check alone (adder.train.suites.confirmed):
+    a run replays what its suites find wrong, so by the time they are clean they are partly taught.
+    Any other result is returned as it is; ``entry`` (the epoch's history) gets the fresh draw's count."""
+    if not (result.is_verdict and result.wrong == 0 and config.domain_size > EXHAUSTIVE_LIMIT):
+        return result
+    result = suites.confirmed(result, domain_predictor(model, config)[0], config, seed)
+    entry.update(fresh_check_seed=seed, fresh_check_wrong=result.wrong)
+    return result
+
+
 class CheckpointError(Exception):
     """A checkpoint that cannot be resumed from; the message says how to start afresh."""
 
@@ -341,9 +352,12 @@ def fit(
         # A model to finish: find everything it gets wrong before the first epoch, so replay starts
         # at once on exactly those queries (a sample would leave most of a near-exact model's few out).
         result = full_check(model, config)
+        entry = {"epoch": 0}
+        if stop_when_exact:
+            result = confirmed_afresh(model, config, result, suites.fresh_seed(settings.seed, 0), entry)
         pool.reset(result.wrong_queries)
         log(f"  check of the starting model: {result.summary()}")
-        history.append({"epoch": 0, "full_check_wrong": result.wrong, "replay_pool": len(pool)})
+        history.append(entry | {"full_check_wrong": result.wrong, "replay_pool": len(pool)})
         if stop_when_exact and result.wrong == 0:
             log("stopping: the starting model is already exact on the whole domain")
             return model, history, Outcome(result, True, "the starting model is exact", spent)
@@ -431,11 +445,8 @@ def fit(
                 checkable = config.domain_size <= EXHAUSTIVE_LIMIT or suites.applies(config)
                 if stop_when_exact and (clean or finishing) and checkable:
                     result = full_check(model, config)
-            if result.is_verdict and result.wrong == 0 and stop_when_exact and config.domain_size > EXHAUSTIVE_LIMIT:
-                # Clean suites were partly taught by replay: pairs no epoch has seen must agree.
-                seed = suites.fresh_seed(settings.seed, epoch + 1)
-                result = suites.confirmed(result, domain_predictor(model, config)[0], config, seed)
-                entry.update(fresh_check_seed=seed, fresh_check_wrong=result.wrong)
+            if stop_when_exact:
+                result = confirmed_afresh(model, config, result, suites.fresh_seed(settings.seed, epoch + 1), entry)
             if result.is_verdict:
                 pool.reset(result.wrong_queries)
                 entry.update(full_check_wrong=result.wrong)
