@@ -26,9 +26,8 @@ from adder import Adder, ModelError
 from adder.codec import Codec
 from adder.figures import percent
 from adder.grammar import shape_values
+from adder.train import suites
 from adder.train.evaluate import domain_plan
-
-SUM = (2, ("+",), ())
 
 
 def digits(values: np.ndarray) -> np.ndarray:
@@ -56,7 +55,7 @@ def carrying_blocks(config, size: int, least: int, seed: int, chunk: int = 100_0
         drawn = drawn[carries(drawn) >= least][: size - kept]
         kept += len(drawn)
         for start in range(0, len(drawn), chunk):
-            yield SUM, drawn[start : start + chunk]
+            yield suites.SUM, drawn[start : start + chunk]
 
 
 def main() -> None:
@@ -74,7 +73,7 @@ def main() -> None:
         raise SystemExit(f"error: {exc}") from None
     config = adder.config
     codec = Codec(config)
-    is_sum = config.min_terms == config.max_terms == 2 and config.operators == "+" and config.min_operand >= 0
+    is_sum = suites.applies(config)
     if args.min_carries:
         if not is_sum or args.sample <= 0:
             raise SystemExit("error: --min-carries needs a sum of two terms and a --sample size")

@@ -268,18 +268,13 @@ def test_sparse_operands_have_every_count_of_nonzero_digits_and_stay_in_range():
     assert drawn.min() >= 10 and drawn.max() <= 500 and (drawn % 10 == 0).mean() > 0.18  # uniform: 0.1
 
 
-@needs_training
-@pytest.mark.parametrize("fresh_wrong", [0, 3])
-def test_clean_suites_end_a_run_only_once_pairs_drawn_afresh_are_right_too(tmp_path, monkeypatch, fresh_wrong):
-    """Where the suites stand in for the domain, their uniform pairs have been replayed by the
-    time they are clean; a run is exact only when uniform pairs drawn for that check alone
-    are right as well, and what those get wrong is replayed like any other find."""
+def script_suites_clean_and_fresh_draws(monkeypatch, fresh_wrong: int, size: int) -> list[np.ndarray]:
+    """Every check of a run scripted clean (sampled, then "suites"), and the fresh draws answered
+    right but for the first ``fresh_wrong`` pairs of the first one; returns the pairs drawn."""
     import adder.train.fit as fit_module
     from adder.train import suites
     from adder.train.evaluate import Evaluation
-    from adder.train.model import Architecture
 
-    config = ModelConfig(max_operand=9_999)  # 10^8 queries: too many to enumerate, so the suites judge
     drawn = []
 
     def scripted_check(model, config, sample=0, seed=2026, **drawn_shares):
@@ -298,7 +293,22 @@ def test_clean_suites_end_a_run_only_once_pairs_drawn_afresh_are_right_too(tmp_p
     monkeypatch.setattr(fit_module, "full_check", scripted_check)
     monkeypatch.setattr(fit_module, "domain_predictor", predictor)
     monkeypatch.setattr(fit_module, "answers_right", lambda model, codec, x, truth: np.ones(len(x), dtype=bool))
-    monkeypatch.setattr(suites, "UNIFORM_SIZE", 500)
+    monkeypatch.setattr(suites, "UNIFORM_SIZE", size)
+    return drawn
+
+
+@needs_training
+@pytest.mark.parametrize("fresh_wrong", [0, 3])
+def test_clean_suites_end_a_run_only_once_pairs_drawn_afresh_are_right_too(tmp_path, monkeypatch, fresh_wrong):
+    """Where the suites stand in for the domain, their uniform pairs have been replayed by the
+    time they are clean; a run is exact only when uniform pairs drawn for that check alone
+    are right as well, and what those get wrong is replayed like any other find."""
+    import adder.train.fit as fit_module
+    from adder.train import suites
+    from adder.train.model import Architecture
+
+    config = ModelConfig(max_operand=9_999)  # 10^8 queries: too many to enumerate, so the suites judge
+    drawn = script_suites_clean_and_fresh_draws(monkeypatch, fresh_wrong, 500)
     settings = fit_module.TrainSettings(epochs=3, samples=200, check_every=1, check_sample=50, seed=4)
     model, history, outcome = fit_module.fit(
         config, Architecture((4,), (4,)), settings, tmp_path / "m.keras", log=lambda _: None, stop_when_exact=True
@@ -326,29 +336,10 @@ def test_a_starting_model_clean_on_the_suites_is_confirmed_on_fresh_pairs_before
 ):
     import adder.train.fit as fit_module
     from adder.train import suites
-    from adder.train.evaluate import Evaluation
     from adder.train.model import Architecture, build_model
 
     config = ModelConfig(max_operand=9_999)
-    answered = []
-
-    def predictor(model, config):
-        def predict(shape, terms):
-            answered.append(len(terms))
-            values = terms.sum(axis=1)
-            values[: fresh_wrong if len(answered) == 1 else 0] += 1
-            return values, np.ones(len(terms), dtype=bool)
-
-        predict.takes_blocks = True
-        return predict, "scripted"
-
-    def scripted_check(model, config, sample=0, seed=2026, **drawn_shares):
-        return Evaluation(f"sample of {sample:,}" if sample else "suites of 100 fixed cases", total=sample or 100)
-
-    monkeypatch.setattr(fit_module, "full_check", scripted_check)
-    monkeypatch.setattr(fit_module, "domain_predictor", predictor)
-    monkeypatch.setattr(fit_module, "answers_right", lambda model, codec, x, truth: np.ones(len(x), dtype=bool))
-    monkeypatch.setattr(suites, "UNIFORM_SIZE", 300)
+    script_suites_clean_and_fresh_draws(monkeypatch, fresh_wrong, 300)
     arch = Architecture((4,), (4,))
     settings = fit_module.TrainSettings(epochs=2, samples=200, check_every=1, check_sample=50)
     model, history, outcome = fit_module.fit(

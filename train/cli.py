@@ -646,6 +646,7 @@ def run_training(
         + (", until exact" if stop_when_exact else "")
         + (f", starting from {init}" if init is not None else "")
     )
+    earlier = Checkpoint(out, {}).seconds()  # spent by the calls before this one, if it resumes
     started = time.perf_counter()
     try:
         model, history, outcome = fit(
@@ -666,7 +667,7 @@ def run_training(
         "backend": os.environ["KERAS_BACKEND"],
         "devices": devices,
         "versions": versions(),
-        "train_seconds": round(max(outcome.seconds, train_seconds), 1),  # every call of a resumed run
+        "train_seconds": round(earlier + train_seconds, 1),  # every call of a resumed run
         "call_seconds": round(train_seconds, 1),
         "history": history,
     }

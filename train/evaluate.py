@@ -47,6 +47,14 @@ class Evaluation:
         domain is too large to enumerate, every fixed suite (adder.train.suites)."""
         return self.method == "exhaustive" or self.method.startswith("suites")
 
+    def add_group(self, name: str, other: Evaluation) -> None:
+        """Count ``other``'s queries in this evaluation too, as the group ``name``."""
+        self.total += other.total
+        self.wrong += other.wrong
+        self.first_wrong += other.first_wrong[: max(0, SHOWN_WRONG - len(self.first_wrong))]
+        self.wrong_queries += other.wrong_queries
+        self.groups[name] = {"total": other.total, "wrong": other.wrong}
+
     @property
     def exact_match(self) -> float:
         return (self.total - self.wrong) / self.total if self.total else 0.0

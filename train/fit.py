@@ -178,11 +178,7 @@ def full_check(
             drawn_groups.append(("sparse operands (drawn)", "with many zero digits", (pairs[:, 0], pairs[:, 1])))
         for group, why, (a, b) in drawn_groups:
             pairs = np.stack((a, b), axis=1)
-            drawn = tally(predict, config, "drawn", sample, [((2, ("+",), ()), pairs)])
-            result.total += drawn.total
-            result.wrong += drawn.wrong
-            result.wrong_queries += drawn.wrong_queries
-            result.groups[group] = {"total": drawn.total, "wrong": drawn.wrong}
+            result.add_group(group, tally(predict, config, "drawn", sample, [(suites.SUM, pairs)]))
             result.method += f", plus {sample:,} pairs drawn {why}"
     result.engine = engine
     return result
@@ -299,7 +295,6 @@ class Outcome:
     result: Evaluation | None  # the last check, if it is the model's final word
     exact: bool
     reason: str  # why the run stopped, in words
-    seconds: float = 0.0  # training and checks, over every call of a resumed run
 
 
 def fit(
@@ -360,22 +355,18 @@ def fit(
         history.append(entry | {"full_check_wrong": result.wrong, "replay_pool": len(pool)})
         if stop_when_exact and result.wrong == 0:
             log("stopping: the starting model is already exact on the whole domain")
-            return model, history, Outcome(result, True, "the starting model is exact", spent)
+            return model, history, Outcome(result, True, "the starting model is exact")
     probe = probe_expressions(config, settings.seed)
     probe_x, probe_truth = codec.encode_expressions(probe), values_of(probe)  # once, not every epoch
     last_full_check = -FULL_CHECK_EVERY
     last_epoch = settings.epoch_budget if stop_when_exact else settings.epochs
     began = time.perf_counter()
     result = None
-
-    def ended(final: Evaluation | None, exact: bool, reason: str) -> tuple[keras.Model, list[dict], Outcome]:
-        return model, history, Outcome(final, exact, reason, spent + time.perf_counter() - began)
-
     for epoch in range(start, last_epoch):
         if settings.max_minutes and spent + time.perf_counter() - began >= 60 * settings.max_minutes:
             log(f"stopping: the budget of {settings.max_minutes:g} minutes is spent, after epoch {epoch}")
             final = result if result is not None and result.is_verdict else None
-            return ended(final, False, f"the budget of {settings.max_minutes:g} minutes is spent")
+            return model, history, Outcome(final, False, f"the budget of {settings.max_minutes:g} minutes is spent")
         cycle = cycles[-1]
         model.optimizer.learning_rate.assign(learning_rate_at(cycle, epoch, settings.schedule))
         expressions = epoch_expressions(
@@ -464,11 +455,11 @@ def fit(
             checkpoint.save(model, config, epoch + 1, history, pool, spent + time.perf_counter() - began, cycles)
         if stop_when_exact and exact:
             log(f"stopping early: exact on the whole domain after epoch {epoch + 1}")
-            return ended(result, True, f"exact after epoch {epoch + 1}")
+            return model, history, Outcome(result, True, f"exact after epoch {epoch + 1}")
     final = result if result is not None and result.is_verdict else None
     if not stop_when_exact:
-        return ended(final, bool(final and final.wrong == 0), f"{last_epoch} epochs done")
-    return ended(final, False, f"the budget of {last_epoch} epochs is spent")
+        return model, history, Outcome(final, bool(final and final.wrong == 0), f"{last_epoch} epochs done")
+    return model, history, Outcome(final, False, f"the budget of {last_epoch} epochs is spent")
 
 
 def probe_expressions(config: ModelConfig, seed: int) -> list[Expression]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from adder.config import ModelConfig
 from adder.grammar import Shape
-from adder.train.evaluate import SHOWN_WRONG, Evaluation, by_blocks, tally
+from adder.train.evaluate import Evaluation, by_blocks, tally
 
 ADDERBOARD_SEED = 2025
 ADDERBOARD_RANDOM = 10_000
@@ -40,6 +40,7 @@ UNIFORM_SEED = 2026  # not AdderBoard's
 FRESH_SEEDS = 1_000_000  # a run's fresh draws: FRESH_SEEDS * (run seed + 1) + epoch (suites.fresh_seed)
 PADDED_VARIANTS = 4  # carry chains with random non-carrying digits around them, per pattern
 CHUNK = 100_000
+SUM: Shape = (2, ("+",), ())  # the one shape the suites hold
 
 
 def applies(config: ModelConfig) -> bool:
@@ -128,11 +129,10 @@ def suite_blocks(
     if not applies(config):
         raise ValueError(f"the verification suites are for two terms joined by '+', not {config.describe()}")
     width = config.operand_width
-    shape: Shape = (2, ("+",), ())
     found: dict[str, tuple[int, Iterator]] = {}
 
     def add(name: str, size: int, blocks) -> None:
-        found[name] = (size, ((shape, block) for block in blocks))
+        found[name] = (size, ((SUM, block) for block in blocks))
 
     if config.max_operand == ADDERBOARD_LARGEST:
         add("AdderBoard (10 edge cases + 10,000 from random.Random(2025))", 10_010, chunks(adderboard_pairs()))
@@ -170,7 +170,7 @@ def fresh_seed(run_seed: int, epoch: int) -> int:
 
 
 def confirmed(result: Evaluation, predict, config: ModelConfig, seed: int, size: int | None = None) -> Evaluation:
-    """The suites' ``result`` with ``size`` uniform pairs drawn under ``seed`` added as one more group.
+    """The suites' ``result``, with ``size`` uniform pairs drawn under ``seed`` added to it as one more group.
 
     A run replays what the fixed suites find wrong, so by the time they are clean it has
     been taught some of their cases: the fixed uniform suite's 0 that ended the first
@@ -178,14 +178,11 @@ def confirmed(result: Evaluation, predict, config: ModelConfig, seed: int, size:
     for this check alone, which no epoch has replayed, are the held-out half of the verdict.
     """
     size = UNIFORM_SIZE if size is None else size
-    name = f"uniform pairs drawn afresh (numpy seed {seed})"
-    blocks = (((2, ("+",), ()), block) for block in uniform_blocks(config, size, seed))
+    blocks = ((SUM, block) for block in uniform_blocks(config, size, seed))
     fresh = tally(by_blocks(predict), config, "every case", size, blocks)
-    both = combined({name: result, "fresh": fresh})
-    both.groups = {**result.groups, name: {"total": fresh.total, "wrong": fresh.wrong}}
-    both.method = f"{result.method}, plus {size:,} uniform pairs drawn afresh (numpy seed {seed})"
-    both.engine = result.engine
-    return both
+    result.add_group(f"uniform pairs drawn afresh (numpy seed {seed})", fresh)
+    result.method += f", plus {size:,} uniform pairs drawn afresh (numpy seed {seed})"
+    return result
 
 
 def combined(results: dict[str, Evaluation]) -> Evaluation:
@@ -193,10 +190,6 @@ def combined(results: dict[str, Evaluation]) -> Evaluation:
     0 wrong on each."""
     total = Evaluation("suites")
     for name, result in results.items():
-        total.total += result.total
-        total.wrong += result.wrong
-        total.first_wrong += result.first_wrong[: max(0, SHOWN_WRONG - len(total.first_wrong))]
-        total.wrong_queries += result.wrong_queries
-        total.groups[name] = {"total": result.total, "wrong": result.wrong}
+        total.add_group(name, result)
     total.method = f"suites of {total.total:,} fixed cases"
     return total
