@@ -278,10 +278,12 @@ class Checkpoint:
             ) from None
 
     def seconds(self) -> float:
-        """Training and checking time spent by the runs that wrote this checkpoint."""
-        if not self.state_path.exists():
+        """Training and checking time spent by the runs that wrote this checkpoint; 0 for none, or
+        for a damaged one (which ``load`` refuses with a way out)."""
+        try:
+            value = json.loads(self.state_path.read_text()).get("seconds", 0.0)
+        except (OSError, ValueError, AttributeError):
             return 0.0
-        value = json.loads(self.state_path.read_text()).get("seconds", 0.0)
         return float(value) if isinstance(value, (int, float)) and math.isfinite(value) and value >= 0 else 0.0
 
     def remove(self) -> None:
