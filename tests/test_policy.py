@@ -61,7 +61,14 @@ def test_each_shipped_model_was_trained_by_its_recipe_and_its_command_names_it(r
     # A setting added to recipes after a model was trained is absent from its record; such a
     # setting's class default is the one that draws the data as before it existed.
     later = {f: getattr(Recipe(), f) for f in Recipe.field_names() if f not in recipe}
-    assert set(later) <= {"large_operands", "carry_chains", "sparse_operands"}
+    assert set(later) <= {
+        "large_operands",
+        "carry_chains",
+        "sparse_operands",
+        "mine_margin",
+        "mine_sample",
+        "hold_rate",
+    }
     assert recipe | later == RECIPES[name].with_overrides(seed=recipe["seed"]).to_dict()
     method = training["evaluation"]["method"]
     assert training["exact"] is True and (method == "exhaustive" or method.startswith("suites"))

@@ -173,6 +173,26 @@ def train(
             "(uniform ten-digit operands almost never look like 5000000000).",
         ),
     ] = None,
+    mine_margin: Annotated[
+        float | None,
+        option(
+            "mine_margin",
+            "In finishing cycles, replay queries drawn afresh every epoch whose answer's weakest digit "
+            "wins by less than this probability margin, right or wrong (0 turns mining off).",
+        ),
+    ] = None,
+    mine_sample: Annotated[
+        int | None,
+        option("mine_sample", "Queries drawn afresh every finishing epoch to mine for unsure answers."),
+    ] = None,
+    hold_rate: Annotated[
+        float | None,
+        option(
+            "hold_rate",
+            "Once a check has found the fixed suites clean, finishing cycles hold this constant learning "
+            "rate instead of restarting (0: they restart).",
+        ),
+    ] = None,
     replay_share: Annotated[
         float | None,
         option(
@@ -290,7 +310,8 @@ def train(
         "epochs": epochs, "samples": samples, "batch_size": batch_size, "learning_rate": learning_rate,
         "schedule": schedule, "curriculum": curriculum, "small_operands": small_operands,
         "large_operands": large_operands, "carry_chains": carry_chains,
-        "sparse_operands": sparse_operands, "replay_share": replay_share,
+        "sparse_operands": sparse_operands, "mine_margin": mine_margin, "mine_sample": mine_sample,
+        "hold_rate": hold_rate, "replay_share": replay_share,
         "check_every": check_every, "term_mix": term_mix,
         "check_sample": check_sample, "max_epochs": max_epochs, "max_minutes": max_minutes, "seed": seed,
     }  # fmt: skip
@@ -319,6 +340,20 @@ def train(
         (
             0 <= plan.sparse_operands <= 1,
             f"--sparse-operands must be between 0 and 1, got {plan.sparse_operands}",
+        ),
+        (0 <= plan.mine_margin < 1, f"--mine-margin must be at least 0 and below 1, got {plan.mine_margin}"),
+        (plan.mine_sample >= 0, f"--mine-sample must be 0 or more queries, got {plan.mine_sample}"),
+        (
+            plan.mine_sample <= MAX_SAMPLES,
+            f"--mine-sample must be at most {MAX_SAMPLES:,} queries, got {plan.mine_sample:,}",
+        ),
+        (
+            not plan.mine_margin or plan.mine_sample,
+            f"--mine-margin {plan.mine_margin:g} needs --mine-sample of 1 or more queries to mine",
+        ),
+        (
+            0 <= plan.hold_rate < float("inf"),
+            f"--hold-rate must be a finite learning rate, 0 or more, got {plan.hold_rate}",
         ),
         (0 <= plan.replay_share < 1, f"--replay-share must be at least 0 and below 1, got {plan.replay_share}"),
         (plan.check_every >= 0, f"--check-every must be 0 or more epochs, got {plan.check_every}"),
@@ -402,6 +437,9 @@ def train(
         large_operands=plan.large_operands,
         carry_chains=plan.carry_chains,
         sparse_operands=plan.sparse_operands,
+        mine_margin=plan.mine_margin,
+        mine_sample=plan.mine_sample,
+        hold_rate=plan.hold_rate,
         replay_share=plan.replay_share,
         check_every=plan.check_every,
         term_weights=term_weights,

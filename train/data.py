@@ -165,6 +165,37 @@ def carry_pairs(config: ModelConfig, count: int, rng: np.random.Generator) -> tu
     return a, b
 
 
+def dense_carry_pairs(config: ModelConfig, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Pairs (rows of two operands) whose share of digit positions that carry out is drawn
+    uniformly per pair, the digits otherwise uniform given where they carry: so a pair that
+    carries out of 9 of its 10 digits is as likely as one that carries out of 1.
+
+    Uniform ten-digit pairs carry out of about half their digits, and a wide model's
+    wrong uniform pairs carried out of 7.1 on average (7 of 15 at 8 or more, a shape 6.9%
+    of uniform pairs have): many separate carries, not the long chains of ``carry_pairs``.
+    A pair out of the domain's range is replaced by a uniform one.
+    """
+    width = config.operand_width
+    wanted = rng.random((count, width)) < rng.random((count, 1))  # carries out of digit i
+    a = np.empty((count, width), dtype=np.int64)
+    b = np.empty((count, width), dtype=np.int64)
+    carry_in = np.zeros(count, dtype=np.int64)
+    for i in range(width):  # units first: a digit's feasible pairs depend on the carry into it
+        out = wanted[:, i]
+        low_a = np.where(out, 1 - carry_in, 0)
+        high_a = np.where(out, 9, 9 - carry_in)
+        a[:, i] = low_a + (rng.random(count) * (high_a - low_a + 1)).astype(np.int64)
+        low_b = np.where(out, 10 - a[:, i] - carry_in, 0)
+        high_b = np.where(out, 9, 9 - a[:, i] - carry_in)
+        b[:, i] = low_b + (rng.random(count) * (high_b - low_b + 1)).astype(np.int64)
+        carry_in = out.astype(np.int64)
+    scale = 10 ** np.arange(width, dtype=np.int64)
+    pairs = np.stack((a @ scale, b @ scale), axis=1)
+    bad = (pairs < config.min_operand).any(axis=1) | (pairs > config.max_operand).any(axis=1)
+    pairs[bad] = rng.integers(config.min_operand, config.max_operand + 1, size=(int(bad.sum()), 2))
+    return pairs
+
+
 def draw_term_counts(config: ModelConfig, count: int, rng: np.random.Generator, weights: tuple[float, ...] = ()):
     """Term counts, uniform over min..max terms, or in proportion to ``weights`` (one per count
     from ``config.min_terms``; counts past ``config.max_terms``, as a curriculum narrows it, dropped).

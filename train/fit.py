@@ -21,6 +21,7 @@ from adder.train.archive import WriteError, save_keras, write_atomic
 from adder.train.data import carry_pairs, draw_operands, encode_epoch, epoch_expressions, expressions_of, sampled_blocks
 from adder.train.distributed import Cluster, alone, file_fingerprint, predict_rows, same_everywhere
 from adder.train.evaluate import EXHAUSTIVE_LIMIT, Evaluation, evaluate, tally
+from adder.train.mining import margins, mine
 from adder.train.model import Architecture, build_model
 from adder.train.policy import NEAR, Cycle, first_cycle, learning_rate_at, next_cycle
 from adder.train.replay import ReplayPool
@@ -50,6 +51,9 @@ class TrainSettings:
     large_operands: float = 0.0  # share of operands drawn as the domain's largest (data.draw_operands)
     carry_chains: float = 0.0  # share of queries whose first two operands carry through a chain (data.carry_pairs)
     sparse_operands: float = 0.0  # share of operands drawn with many zero digits (data.sparse_operands)
+    mine_margin: float = 0.0  # finishing cycles replay fresh queries answered unsurely (adder.train.mining)
+    mine_sample: int = 0  # queries drawn afresh every finishing epoch to mine
+    hold_rate: float = 0.0  # once the suites were clean, finishing cycles hold this rate (adder.train.policy)
 
     BUDGET = ("max_epochs", "max_minutes")  # not part of a run's identity: a rerun may raise them
 
@@ -110,18 +114,16 @@ def keras_predictor(model: keras.Model, config: ModelConfig, batch: int = 8192):
     return predict
 
 
-def domain_predictor(model: keras.Model, config: ModelConfig):
-    """The fastest block predictor for a full-domain check of the model as it is now: its
+def probability_predictor(model: keras.Model, config: ModelConfig):
+    """The fastest way to the model's output probabilities for one shape's terms, as it is now: its
     weights converted to ONNX and run by onnxruntime on every core where TensorFlow and
     tf2onnx are installed (about 3x Keras's predict here), else Keras itself.
-
-    A check through onnxruntime also judges the model the runtime will serve. Returns
-    (predictor, engine name).
-    """
+    Returns (probabilities, engine name)."""
     import importlib.util
 
+    codec = Codec(config)
     if keras.backend.backend() != "tensorflow" or importlib.util.find_spec("tf2onnx") is None:
-        return keras_predictor(model, config), "keras"
+        return lambda shape, terms: predict_rows(model, codec.encode_shape(shape, terms), PROBE_BATCH), "keras"
     import tempfile
 
     from adder import Adder
@@ -131,13 +133,25 @@ def domain_predictor(model: keras.Model, config: ModelConfig):
     path = Path(folder.name) / "check.onnx"
     path.write_bytes(keras_to_onnx(model, config).SerializeToString())
     adder = Adder(path)
+
+    def probabilities(shape, terms, _keep=folder):
+        return adder.predict_tensor(codec.encode_shape(shape, terms))
+
+    return probabilities, "onnxruntime"
+
+
+def domain_predictor(model: keras.Model, config: ModelConfig):
+    """The fastest block predictor for a full-domain check of the model as it is now
+    (``probability_predictor``): a check through onnxruntime also judges the model the
+    runtime will serve. Returns (predictor, engine name)."""
+    probabilities, engine = probability_predictor(model, config)
     codec = Codec(config)
 
-    def predict(shape, terms, _keep=folder):
-        return codec.decode_answers(adder.predict_tensor(codec.encode_shape(shape, terms)))
+    def predict(shape, terms):
+        return codec.decode_answers(probabilities(shape, terms))
 
     predict.takes_blocks = True
-    return predict, "onnxruntime"
+    return predict, engine
 
 
 def answers_right(model: keras.Model, codec: Codec, x: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -146,6 +160,16 @@ def answers_right(model: keras.Model, codec: Codec, x: np.ndarray, truth: np.nda
         return np.zeros(0, dtype=bool)
     values, valid = codec.decode_answers(predict_rows(model, x, PROBE_BATCH))
     return (values == truth) & valid
+
+
+def answers_sure(model: keras.Model, codec: Codec, x: np.ndarray, truth: np.ndarray, margin: float) -> np.ndarray:
+    """Which of these encoded queries the model answers right with at least ``margin`` to spare
+    (adder.train.mining.margins), through Keras."""
+    if not len(x):
+        return np.zeros(0, dtype=bool)
+    probabilities = predict_rows(model, x, PROBE_BATCH)
+    values, valid = codec.decode_answers(probabilities)
+    return (values == truth) & valid & (margins(probabilities) >= margin)
 
 
 def full_check(
@@ -392,13 +416,22 @@ def fit(
         probe_right = answers_right(model, codec, probe_x, probe_truth)
         probe_em = float(probe_right.mean())
         pool.add([probe[i] for i in np.flatnonzero(~probe_right).tolist()])
-        entry = {"epoch": epoch + 1, "loss": loss, "probe_exact_match": probe_em, "replay_pool": len(pool)}
+        entry = {"epoch": epoch + 1, "loss": loss, "probe_exact_match": probe_em}
+        mining = settings.mine_margin and settings.mine_sample and cycle.kind in ("finish", "hold")
+        if mining:
+            probabilities = probability_predictor(model, config)[0]
+            mined = mine(probabilities, config, settings.mine_sample, settings.seed, epoch + 1, settings.mine_margin)
+            pool.add(mined)
+            entry["mined"] = len(mined)
+        entry["replay_pool"] = len(pool)
         if len(cycles) > 1:
             entry["cycle"] = len(cycles)
         history.append(entry)
         log(
             f"epoch {epoch + 1}/{last_epoch}: {seconds:.1f} s, loss {loss:.5f}, "
-            f"exact-match on {PROBE_SIZE:,} probe queries {100 * probe_em:.2f}%, replay pool {len(pool):,}"
+            f"exact-match on {PROBE_SIZE:,} probe queries {100 * probe_em:.2f}%, "
+            + (f"{len(mined):,} of {settings.mine_sample:,} fresh answers unsure, " if mining else "")
+            + f"replay pool {len(pool):,}"
         )
         scheduled = settings.check_every and (epoch + 1) % settings.check_every == 0
         probe_due = (  # without a schedule, a probe that is all right calls for a full check
@@ -422,9 +455,12 @@ def fit(
             )
             if not result.is_verdict:  # a sampled check: the pool keeps what is still wrong, plus its finds
                 pooled = pool.queries
-                still = answers_right(model, codec, codec.encode_expressions(pooled), values_of(pooled))
-                pool.reset([q for q, right in zip(pooled, still) if not right])
-                known_wrong = len(pool)
+                pooled_x, pooled_truth = codec.encode_expressions(pooled), values_of(pooled)
+                still = ~answers_right(model, codec, pooled_x, pooled_truth)
+                known_wrong = int(still.sum())
+                if settings.mine_margin:  # mined queries stay while they are unsure, right or not
+                    still |= ~answers_sure(model, codec, pooled_x, pooled_truth, settings.mine_margin)
+                pool.reset([q for q, keep in zip(pooled, still.tolist()) if keep])
                 pool.add(result.wrong_queries)
                 entry.update(sample_check_wrong=result.wrong, sample_check_total=result.total)
                 log(f"  sampled check: {result.summary()}; {known_wrong:,} pooled queries still wrong")
@@ -447,8 +483,14 @@ def fit(
             entry.update(full_check_seconds=round(time.perf_counter() - started, 1), replay_pool=len(pool))
         exact = result is not None and result.wrong == 0 and result.is_verdict
         if cycle_end and not exact and epoch + 1 < last_epoch:
-            cycles.append(next_cycle(cycles, result.wrong, result.total, settings.epochs, settings.learning_rate))
-            what = "the same cycle again" if cycles[-1].kind == "again" else "a finishing cycle with replay"
+            suites_were_clean = any("fresh_check_seed" in h for h in history)  # only fresh draws wrong since
+            hold = settings.hold_rate if suites_were_clean else 0.0
+            cycles.append(next_cycle(cycles, result.wrong, result.total, settings.epochs, settings.learning_rate, hold))
+            what = {
+                "again": "the same cycle again",
+                "finish": "a finishing cycle with replay",
+                "hold": "a finishing cycle held at a constant rate, with replay",
+            }[cycles[-1].kind]
             log(
                 f"cycle {len(cycles)}: {result.wrong:,} of {result.total:,} checked queries still wrong; {what}: "
                 f"epochs {cycles[-1].start + 1}-{cycles[-1].end}, peak learning rate {cycles[-1].peak:.2g}"

@@ -10,6 +10,10 @@ The policy, in full (docs/training.md says it in words):
   peak (the first: RESTART_PEAK times ``learning_rate``), down to RESTART_PEAK **
   RESTART_FLOOR, and replays what the checks found wrong. A high peak would undo what
   the model knows; the low ones let replay move the few wrong queries without new ones.
+- With a hold rate (``hold_rate``), once a check has found the fixed suites clean and
+  only pairs drawn afresh wrong, a finishing cycle holds that constant rate instead of
+  restarting: a restart's peak moved more than replay mended (a ten-digit run went
+  from 0 to 13 wrong on its suites in cycle 4).
 - Checks in between (``check_every``; sampled with ``check_sample``) refill the replay
   pool; a clean sample with every pooled query right calls for an exhaustive check,
   and only an exhaustive check with nothing wrong ends the run as exact.
@@ -36,7 +40,7 @@ class Cycle:
     start: int  # first epoch, from 0
     length: int  # epochs
     peak: float  # learning rate at its start
-    kind: str  # "first", "again" (still learning) or "finish"
+    kind: str  # "first", "again" (still learning), "finish" or "hold" (finishing at a constant rate)
 
     @property
     def end(self) -> int:
@@ -58,17 +62,22 @@ def first_cycle(epochs: int, learning_rate: float) -> Cycle:
     return Cycle(0, epochs, learning_rate, "first")
 
 
-def next_cycle(cycles: list[Cycle], wrong: int, total: int, epochs: int, learning_rate: float) -> Cycle:
-    """The cycle after ``cycles[-1]``, which ended with ``wrong`` of ``total`` checked queries wrong."""
+def next_cycle(
+    cycles: list[Cycle], wrong: int, total: int, epochs: int, learning_rate: float, hold_rate: float = 0.0
+) -> Cycle:
+    """The cycle after ``cycles[-1]``, which ended with ``wrong`` of ``total`` checked queries wrong;
+    a finishing one holds ``hold_rate`` when it is given (the caller gives it once the suites were clean)."""
     start = cycles[-1].end
     if total and wrong / total > NEAR:
         return Cycle(start, epochs, learning_rate, "again")
+    if hold_rate:
+        return Cycle(start, max(MIN_LENGTH, round(epochs * RESTART_LENGTH)), hold_rate, "hold")
     finishing = sum(c.kind == "finish" for c in cycles)
     peak = learning_rate * RESTART_PEAK ** min(finishing + 1, RESTART_FLOOR)
     return Cycle(start, max(MIN_LENGTH, round(epochs * RESTART_LENGTH)), peak, "finish")
 
 
 def learning_rate_at(cycle: Cycle, epoch: int, schedule: str) -> float:
-    if schedule == "cosine":
+    if schedule == "cosine" and cycle.kind != "hold":
         return cycle.peak * 0.5 * (1 + math.cos(math.pi * (epoch - cycle.start) / cycle.length))
     return cycle.peak

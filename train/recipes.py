@@ -74,6 +74,10 @@ class Recipe:
     large_operands: float = 0.0
     carry_chains: float = 0.0
     sparse_operands: float = 0.0
+    # finishing: replay fresh queries answered unsurely (adder.train.mining), hold a constant rate
+    mine_margin: float = 0.0
+    mine_sample: int = 0
+    hold_rate: float = 0.0
     replay_share: float = 0.25
     check_every: int = 5
     term_mix: str = ""
@@ -131,7 +135,8 @@ RECIPES: dict[str, Recipe] = {
         max_epochs=600,
     ),
     # Two terms in 0..9,999,999,999 with +: 10^20 queries, judged by the fixed suites of
-    # adder.train.suites; checks and training over-draw long carry chains.
+    # adder.train.suites and pairs drawn afresh; checks and training over-draw long carry
+    # chains.
     "wide": Recipe(
         largest=9_999_999_999,
         arch="128/128",

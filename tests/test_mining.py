@@ -1,0 +1,157 @@
+"""Mining unsure answers, carry-dense pairs, and finishing cycles held at a constant rate."""
+
+import numpy as np
+import pytest
+
+from adder.config import ModelConfig
+from adder.train import suites
+from adder.train.data import dense_carry_pairs
+from adder.train.mining import margins, mine
+from adder.train.policy import first_cycle, learning_rate_at, next_cycle
+from tests.conftest import needs_training
+
+WIDE = ModelConfig(max_operand=9_999_999_999)
+
+
+def carries(a: int, b: int) -> int:
+    """How many digit positions of a + b carry out."""
+    count = carry = 0
+    while a or b or carry:
+        carry = (a % 10 + b % 10 + carry) // 10
+        count += carry
+        a, b = a // 10, b // 10
+    return count
+
+
+def test_dense_carry_pairs_carry_out_of_every_count_of_digits_alike():
+    pairs = dense_carry_pairs(WIDE, 22_000, np.random.default_rng(5))
+    assert pairs.min() >= 0 and pairs.max() <= WIDE.max_operand
+    counts = np.bincount([carries(a, b) for a, b in pairs.tolist()], minlength=11)
+    shares = counts / counts.sum()
+    assert len(counts) == 11 and (shares > 0.07).all() and (shares < 0.115).all()  # each 1/11, about 0.091
+    uniform = np.random.default_rng(5).integers(0, WIDE.max_operand + 1, size=(22_000, 2))
+    dense = (np.bincount([carries(a, b) for a, b in uniform.tolist()], minlength=11)[8:].sum()) / 22_000
+    assert dense < 0.1 < shares[8:].sum()  # uniform pairs seldom carry out of 8 or more digits
+
+
+def test_dense_carry_pairs_stay_in_a_narrower_range():
+    narrow = ModelConfig(min_operand=10, max_operand=500)
+    pairs = dense_carry_pairs(narrow, 5_000, np.random.default_rng(1))
+    assert pairs.min() >= 10 and pairs.max() <= 500
+
+
+def test_a_margin_is_the_weakest_step_winning_over_its_runner_up():
+    probabilities = np.array(
+        [
+            [[0.9, 0.05, 0.05], [0.2, 0.7, 0.1]],  # steps win by 0.85 and 0.5
+            [[0.1, 0.1, 0.8], [0.34, 0.33, 0.33]],  # 0.7 and 0.01: one step is a coin toss
+        ]
+    )
+    assert margins(probabilities) == pytest.approx([0.5, 0.01])
+
+
+def scripted_probabilities(unsure: set[tuple[int, int]], config: ModelConfig, seen: list):
+    """Right answers for every pair, given with a margin of 0.2 for the ``unsure`` ones, 1 else."""
+    from adder.codec import Codec
+
+    codec = Codec(config)
+
+    def probabilities(shape, terms):
+        seen.append((shape, terms.copy()))
+        steps = codec.encode_answers(terms.sum(axis=1))  # the right symbol's index at every step
+        output = np.eye(len(config.alphabet))[steps]
+        weak = np.flatnonzero([tuple(row) in unsure for row in terms.tolist()])
+        output[weak, 0, :] = 0.0
+        output[weak, 0, steps[weak, 0]] = 0.6
+        output[weak, 0, (steps[weak, 0] + 1) % len(config.alphabet)] = 0.4  # step 0 wins by 0.2
+        return output
+
+    return probabilities
+
+
+def test_mining_keeps_exactly_the_unsure_answers_of_a_reproducible_draw():
+    seen = []
+    everything = scripted_probabilities(set(), WIDE, seen)
+    mine(everything, WIDE, 1_000, seed=3, epoch=7, below=0.5)
+    drawn = [tuple(row) for _, terms in seen for row in terms.tolist()]
+    assert len(drawn) == 1_000 and len(set(drawn)) == 1_000
+    assert sum(carries(a, b) >= 8 for a, b in drawn[500:]) > 100  # half carry-dense: 27% carry out of 8+
+    unsure = set(drawn[::37])
+    found = mine(scripted_probabilities(unsure, WIDE, []), WIDE, 1_000, seed=3, epoch=7, below=0.5)
+    assert {e.terms for e in found} == unsure and all(e.operators == ("+",) for e in found)
+    assert mine(scripted_probabilities(unsure, WIDE, []), WIDE, 1_000, seed=3, epoch=7, below=0.1) == []
+    other = []
+    mine(scripted_probabilities(set(), WIDE, other), WIDE, 1_000, seed=3, epoch=8, below=0.5)
+    assert not set(drawn) & {tuple(row) for _, terms in other for row in terms.tolist()}  # each epoch its own
+
+
+def test_a_held_cycle_keeps_its_rate_where_a_finishing_one_would_restart():
+    cycles = [first_cycle(40, 1e-2)]
+    held = next_cycle(cycles, wrong=1, total=1000, epochs=40, learning_rate=1e-2, hold_rate=1e-5)
+    assert (held.start, held.length, held.peak, held.kind) == (40, 20, 1e-5, "hold")
+    assert {learning_rate_at(held, e, "cosine") for e in range(held.start, held.end)} == {1e-5}
+    # still learning: the same cycle again, hold rate or not
+    assert next_cycle(cycles, wrong=500, total=1000, epochs=40, learning_rate=1e-2, hold_rate=1e-5).kind == "again"
+
+
+@needs_training
+def test_finishing_epochs_mine_and_hold_once_the_suites_were_clean(tmp_path, monkeypatch):
+    """Cycle 1 learns and does not mine; its end finds only fresh pairs wrong, so cycle 2 holds the
+    hold rate and every one of its epochs replays the unsure answers of its own fresh draw."""
+    import adder.train.fit as fit_module
+    from adder.train.evaluate import Evaluation
+    from adder.train.model import Architecture
+
+    config = ModelConfig(max_operand=9_999)  # too many queries to enumerate: the suites judge
+    script = {"unsure": set()}
+
+    def scripted_check(model, config, sample=0, seed=2026, **drawn_shares):
+        return Evaluation(f"sample of {sample:,}" if sample else "suites of 100 fixed cases", total=sample or 100)
+
+    def predictor(model, config):
+        def predict(shape, terms):  # the fresh draw: its first pair wrong, every time
+            values = terms.sum(axis=1)
+            values[:1] += 1
+            return values, np.ones(len(terms), dtype=bool)
+
+        predict.takes_blocks = True
+        return predict, "scripted"
+
+    mined_draws = []
+
+    def probability_predictor(model, config):
+        def probabilities(shape, terms):
+            script["unsure"] = {tuple(row) for row in terms[:3].tolist()}  # the first 3 of every draw
+            return scripted_probabilities(script["unsure"], config, mined_draws)(shape, terms)
+
+        return probabilities, "scripted"
+
+    rates = []
+    real_train = fit_module.train_epoch
+
+    def train_epoch(model, x, y, batch_size, cluster=fit_module.Cluster()):
+        rates.append(float(model.optimizer.learning_rate.numpy()))
+        return real_train(model, x, y, batch_size, cluster)
+
+    monkeypatch.setattr(fit_module, "train_epoch", train_epoch)
+    monkeypatch.setattr(fit_module, "full_check", scripted_check)
+    monkeypatch.setattr(fit_module, "domain_predictor", predictor)
+    monkeypatch.setattr(fit_module, "probability_predictor", probability_predictor)
+    monkeypatch.setattr(fit_module, "answers_right", lambda model, codec, x, truth: np.ones(len(x), dtype=bool))
+    monkeypatch.setattr(fit_module, "answers_sure", lambda model, codec, x, truth, margin: np.zeros(len(x), dtype=bool))
+    monkeypatch.setattr(suites, "UNIFORM_SIZE", 200)
+    settings = fit_module.TrainSettings(
+        epochs=4, samples=200, check_every=0, max_epochs=8, learning_rate=1e-2,
+        mine_margin=0.5, mine_sample=40, hold_rate=1e-4,
+    )  # fmt: skip
+    log = []
+    model, history, outcome = fit_module.fit(
+        config, Architecture((4,), (4,)), settings, tmp_path / "m.keras", log=log.append, stop_when_exact=True
+    )
+    assert not outcome.exact  # every fresh draw has a wrong pair
+    trained = [h for h in history if "loss" in h]
+    assert [h.get("mined") for h in trained] == [None] * 4 + [6] * 4  # 3 of each half of every draw
+    assert rates[:4] == pytest.approx([learning_rate_at(first_cycle(4, 1e-2), e, "cosine") for e in range(4)])
+    assert rates[4:] == pytest.approx([1e-4] * 4)
+    assert any("held at a constant rate" in line for line in log)
+    assert "6 of 40 fresh answers unsure" in "\n".join(log)
