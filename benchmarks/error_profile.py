@@ -11,7 +11,11 @@ count of the true answer (a minus sign not counted), per digit count of the wide
 operand, and for a sum of two terms per count of digit positions that carry out.
 ``--min-carries K`` keeps only uniform pairs that carry at K or more positions: a
 ten-digit model wrong on one uniform pair in millions needs its errors looked for
-where they gather. Needs only the runtime.
+where they gather. The last line counts unsure answers, right or wrong, whose weakest
+digit wins over its runner-up by less than 0.5, 0.8 and 0.95 in probability
+(``adder.train.mining.margins``): far more common than wrong ones, so a sample of a
+million tells two near-exact models apart where their error counts (0 or 1) cannot.
+Needs only the runtime.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from adder.figures import percent
 from adder.grammar import shape_values
 from adder.train import suites
 from adder.train.evaluate import domain_plan
+from adder.train.mining import margins
+
+MARGINS = (0.5, 0.8, 0.95)
 
 
 def digits(values: np.ndarray) -> np.ndarray:
@@ -85,9 +92,13 @@ def main() -> None:
     by_answer, by_operand, by_carries = Counter(), Counter(), Counter()
     seen_answer, seen_operand, seen_carries = Counter(), Counter(), Counter()
     first_wrong = []
+    unsure = Counter()
     for shape, terms in blocks:
         truth = shape_values(shape, terms)
-        values, valid = codec.decode_answers(adder.predict_tensor(codec.encode_shape(shape, terms)))
+        probabilities = adder.predict_tensor(codec.encode_shape(shape, terms))
+        values, valid = codec.decode_answers(probabilities)
+        margin = margins(probabilities)
+        unsure.update({below: int((margin < below).sum()) for below in MARGINS})
         wrong = ~((values == truth) & valid)
         answer_digits = digits(truth)
         operand_digits = digits(terms.max(axis=1))
@@ -114,6 +125,8 @@ def main() -> None:
     print(f"\nin all: {wrong:,} wrong of {sum(seen_answer.values()):,}")
     if first_wrong:
         print("first wrong: " + ", ".join(first_wrong))
+    counts = " / ".join(f"{unsure[below]:,}" for below in MARGINS)
+    print(f"unsure (weakest digit's margin below {' / '.join(map(str, MARGINS))}): {counts}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,10 @@ EXPORT = [sys.executable, "-c", "from adder.export.cli import main; main()"]
         (["--out", "missing-folder/m.keras"], "does not exist"),
         (["--out", "m.h5"], "must end in .keras"),
         (["--encoding", "bits"], "encoding must be one of"),
+        (["--mine-margin", "1"], "--mine-margin must be at least 0 and below 1"),
+        (["--mine-margin", "0.9"], "--mine-margin 0.9 needs --mine-sample of 1 or more"),
+        (["--mine-sample", "-5"], "--mine-sample must be 0 or more"),
+        (["--hold-rate", "nan"], "--hold-rate must be a finite learning rate"),
     ],
 )
 def test_bad_training_options_are_refused_in_one_line(tmp_path, args, message):
