@@ -95,9 +95,12 @@ def test_a_held_cycle_keeps_its_rate_where_a_finishing_one_would_restart():
 
 
 @needs_training
-def test_finishing_epochs_mine_and_hold_once_the_suites_were_clean(tmp_path, monkeypatch):
-    """Cycle 1 learns and does not mine; its end finds only fresh pairs wrong, so cycle 2 holds the
-    hold rate and every one of its epochs replays the unsure answers of its own fresh draw."""
+@pytest.mark.parametrize("suites_wrong", [0, 1])
+def test_finishing_epochs_mine_and_hold_once_the_suites_were_clean(tmp_path, monkeypatch, suites_wrong):
+    """Cycle 1 learns and does not mine. When its end finds only fresh pairs wrong, cycle 2 holds the
+    hold rate and every one of its epochs replays the unsure answers of its own fresh draw. When the
+    suites themselves are not yet clean, cycle 2 restarts and mines nothing: the run is the one
+    without mining options, epoch for epoch."""
     import adder.train.fit as fit_module
     from adder.train.evaluate import Evaluation
     from adder.train.model import Architecture
@@ -106,7 +109,9 @@ def test_finishing_epochs_mine_and_hold_once_the_suites_were_clean(tmp_path, mon
     script = {"unsure": set()}
 
     def scripted_check(model, config, sample=0, seed=2026, **drawn_shares):
-        return Evaluation(f"sample of {sample:,}" if sample else "suites of 100 fixed cases", total=sample or 100)
+        if sample:
+            return Evaluation(f"sample of {sample:,}", total=sample)
+        return Evaluation("suites of 100 fixed cases", total=100, wrong=suites_wrong)
 
     def predictor(model, config):
         def predict(shape, terms):  # the fresh draw: its first pair wrong, every time
@@ -148,10 +153,20 @@ def test_finishing_epochs_mine_and_hold_once_the_suites_were_clean(tmp_path, mon
     model, history, outcome = fit_module.fit(
         config, Architecture((4,), (4,)), settings, tmp_path / "m.keras", log=log.append, stop_when_exact=True
     )
-    assert not outcome.exact  # every fresh draw has a wrong pair
+    assert not outcome.exact  # every fresh draw has a wrong pair, or the suites one
     trained = [h for h in history if "loss" in h]
-    assert [h.get("mined") for h in trained] == [None] * 4 + [6] * 4  # 3 of each half of every draw
     assert rates[:4] == pytest.approx([learning_rate_at(first_cycle(4, 1e-2), e, "cosine") for e in range(4)])
+    if suites_wrong:
+        assert [h.get("mined") for h in trained] == [None] * 8
+        cycles = [first_cycle(4, 1e-2)]
+        for _ in range(2):  # two finishing cycles of 2 epochs, each restarting lower
+            cycles.append(next_cycle(cycles, wrong=1, total=100, epochs=4, learning_rate=1e-2))
+        assert [c.kind for c in cycles[1:]] == ["finish", "finish"]
+        planned = [learning_rate_at(c, e, "cosine") for c in cycles[1:] for e in range(c.start, c.end)]
+        assert rates[4:] == pytest.approx(planned)
+        assert not any("held at a constant rate" in line or "unsure" in line for line in log)
+        return
+    assert [h.get("mined") for h in trained] == [None] * 4 + [6] * 4  # 3 of each half of every draw
     assert rates[4:] == pytest.approx([1e-4] * 4)
     assert any("held at a constant rate" in line for line in log)
     assert "6 of 40 fresh answers unsure" in "\n".join(log)

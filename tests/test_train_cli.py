@@ -32,6 +32,8 @@ EXPORT = [sys.executable, "-c", "from adder.export.cli import main; main()"]
         (["--mine-margin", "0.9"], "--mine-margin 0.9 needs --mine-sample of 1 or more"),
         (["--mine-sample", "-5"], "--mine-sample must be 0 or more"),
         (["--hold-rate", "nan"], "--hold-rate must be a finite learning rate"),
+        (["--mine-margin", "0.9", "--mine-sample", "10"], "--mine-margin acts only once fixed suites judge"),
+        (["--hold-rate", "1e-5"], "--hold-rate acts only once fixed suites judge the domain"),
     ],
 )
 def test_bad_training_options_are_refused_in_one_line(tmp_path, args, message):

@@ -404,6 +404,16 @@ def train(
         )
     except ConfigError as exc:
         raise fail(str(exc)) from None
+    from adder.train import suites
+    from adder.train.evaluate import EXHAUSTIVE_LIMIT
+
+    judged_by_suites = config.domain_size > EXHAUSTIVE_LIMIT and suites.applies(config)
+    for flag, value in (("--mine-margin", mine_margin), ("--hold-rate", hold_rate)):  # given, not the recipe's
+        if value and not judged_by_suites:
+            raise fail(
+                f"{flag} acts only once fixed suites judge the domain (two terms, +, more than "
+                f"{EXHAUSTIVE_LIMIT:,} queries); this one's {config.domain_size:,} are checked in full"
+            )
     if init is not None and not init.is_file():
         raise fail(f"--init {init}: no such file")
     from adder.train.archive import WriteError, check_writable

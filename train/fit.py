@@ -208,6 +208,29 @@ def full_check(
     return result
 
 
+def suites_were_clean(history: list[dict]) -> bool:
+    """Whether a check of this run has found the fixed suites clean: from then on only pairs
+    drawn afresh have been wrong, a handful a check, and mining and holding begin."""
+    return any("fresh_check_seed" in h for h in history)
+
+
+def mining_now(settings: TrainSettings, cycle: Cycle, history: list[dict]) -> bool:
+    """Whether this epoch mines unsure answers (adder.train.mining): in a finishing cycle, and
+    only once the suites were clean. Before that the checks find plenty wrong to replay, and a
+    run with mining options is the same run as one without, epoch for epoch."""
+    return (
+        bool(settings.mine_margin and settings.mine_sample)
+        and cycle.kind in ("finish", "hold")
+        and suites_were_clean(history)
+    )
+
+
+def run_identity(config: ModelConfig, arch: Architecture, settings: TrainSettings) -> dict:
+    """What a checkpoint must match to be resumed: the domain, the layers and every setting but the budget."""
+    identity = {"config": config.to_dict() | {"training": {}}, "arch": arch.to_dict(), "settings": settings.identity()}
+    return json.loads(json.dumps(identity))  # as it will read back: tuples become lists
+
+
 def confirmed_afresh(model: keras.Model, config: ModelConfig, result: Evaluation, seed: int, entry: dict) -> Evaluation:
     """Clean suites, confirmed on uniform pairs drawn for this check alone (adder.train.suites.confirmed):
     a run replays what its suites find wrong, so by the time they are clean they are partly taught.
@@ -346,9 +369,7 @@ def fit(
     alike, on its slice of each batch; only process 0 writes the checkpoint.
     Returns the model, the per-epoch history and how the run ended.
     """
-    identity = {"config": config.to_dict() | {"training": {}}, "arch": arch.to_dict(), "settings": settings.identity()}
-    identity = json.loads(json.dumps(identity))  # as it will read back: tuples become lists
-    checkpoint = Checkpoint(out, identity)
+    checkpoint = Checkpoint(out, run_identity(config, arch, settings))
     if cluster.joined and not same_everywhere(file_fingerprint(checkpoint.state_path)):
         raise CheckpointError(
             f"the processes do not all see the same checkpoint {checkpoint.dir}: --out must be in a folder "
@@ -417,7 +438,7 @@ def fit(
         probe_em = float(probe_right.mean())
         pool.add([probe[i] for i in np.flatnonzero(~probe_right).tolist()])
         entry = {"epoch": epoch + 1, "loss": loss, "probe_exact_match": probe_em}
-        mining = settings.mine_margin and settings.mine_sample and cycle.kind in ("finish", "hold")
+        mining = mining_now(settings, cycle, history)
         if mining:
             probabilities = probability_predictor(model, config)[0]
             mined = mine(probabilities, config, settings.mine_sample, settings.seed, epoch + 1, settings.mine_margin)
@@ -458,7 +479,7 @@ def fit(
                 pooled_x, pooled_truth = codec.encode_expressions(pooled), values_of(pooled)
                 still = ~answers_right(model, codec, pooled_x, pooled_truth)
                 known_wrong = int(still.sum())
-                if settings.mine_margin:  # mined queries stay while they are unsure, right or not
+                if mining:  # mined queries stay while they are unsure, right or not
                     still |= ~answers_sure(model, codec, pooled_x, pooled_truth, settings.mine_margin)
                 pool.reset([q for q, keep in zip(pooled, still.tolist()) if keep])
                 pool.add(result.wrong_queries)
@@ -483,8 +504,7 @@ def fit(
             entry.update(full_check_seconds=round(time.perf_counter() - started, 1), replay_pool=len(pool))
         exact = result is not None and result.wrong == 0 and result.is_verdict
         if cycle_end and not exact and epoch + 1 < last_epoch:
-            suites_were_clean = any("fresh_check_seed" in h for h in history)  # only fresh draws wrong since
-            hold = settings.hold_rate if suites_were_clean else 0.0
+            hold = settings.hold_rate if suites_were_clean(history) else 0.0
             cycles.append(next_cycle(cycles, result.wrong, result.total, settings.epochs, settings.learning_rate, hold))
             what = {
                 "again": "the same cycle again",
