@@ -15,8 +15,10 @@ lacks must be ones that change nothing before the suites were first clean (minin
 the hold rate); any other difference between the record's recipe and the current one is
 refused, since the history would not be the current recipe's.
 
-    python benchmarks/checkpoint_from_model.py train/models/wide.keras runs/wide/wide.keras
-    adder-train --recipe wide --out runs/wide/wide.keras     # resumes from the rebuilt checkpoint
+    python benchmarks/checkpoint_from_model.py wide370.keras runs/wide/wide.keras \
+        --mine-margin 0.95 --mine-sample 400000 --hold-rate 1e-5
+    cd runs/wide && adder-train --recipe wide --mine-margin 0.95 --mine-sample 400000 --hold-rate 1e-5 \
+        --out wide.keras                                      # resumes from the rebuilt checkpoint
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", type=Path, help="a model adder-train wrote, its record beside it")
     parser.add_argument("out", type=Path, help="the --out of the run to go on (its checkpoint is OUT.ckpt)")
+    for name in sorted(LATER_SAFE):
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, type=float, help=f"as adder-train's {flag}: it must be given the same to resume")
     args = parser.parse_args()
 
     import keras
@@ -53,9 +58,11 @@ def main() -> int:
     record = json.loads(args.model.with_suffix(".json").read_text())["training"]
     recorded = dict(record["recipe"])
     name = recorded.pop("name")
-    recipe = RECIPES[name].with_overrides(seed=recorded["seed"])
+    given = {k: getattr(args, k) for k in LATER_SAFE if getattr(args, k) is not None}
+    given = {k: int(v) if k == "mine_sample" else v for k, v in given.items()}
+    recipe = RECIPES[name].with_overrides(seed=recorded["seed"], **given)
     current = recipe.to_dict()
-    changed = {k for k, v in recorded.items() if current.get(k) != v}
+    changed = {k for k, v in recorded.items() if current.get(k) != v and k not in given}
     added = set(current) - set(recorded)
     if changed or not added <= LATER_SAFE:
         sys.exit(f"the {name} recipe trains otherwise than the record's: {sorted(changed | (added - LATER_SAFE))}")
