@@ -32,7 +32,9 @@ from pathlib import Path
 
 # Settings that change nothing before a run's suites were first clean (adder.train.fit.mining_now, and the
 # hold rate, which only a run whose suites were clean uses), so a record without them is the current run's.
-LATER_SAFE = {"mine_margin", "mine_sample", "hold_rate"}
+LATER_SAFE = {"mine_margin", "mine_sample", "hold_rate", "confirm_further"}
+# Settings that change nothing before a run's first clean fresh draw (adder.train.fit.confirmed_further).
+AFTER_FRESH = {"confirm_further"}
 
 
 def main() -> int:
@@ -50,7 +52,15 @@ def main() -> int:
     from adder.train import suites
     from adder.train.archive import read_keras_config
     from adder.train.evaluate import Evaluation
-    from adder.train.fit import Checkpoint, TrainSettings, checkpoint_dir, confirmed_afresh, run_identity
+    from adder.train.fit import (
+        Checkpoint,
+        TrainSettings,
+        checkpoint_dir,
+        confirmed_afresh,
+        confirmed_further,
+        domain_predictor,
+        run_identity,
+    )
     from adder.train.policy import first_cycle, next_cycle
     from adder.train.recipes import RECIPES, parse_arch
     from adder.train.replay import ReplayPool
@@ -59,7 +69,7 @@ def main() -> int:
     recorded = dict(record["recipe"])
     name = recorded.pop("name")
     given = {k: getattr(args, k) for k in LATER_SAFE if getattr(args, k) is not None}
-    given = {k: int(v) if k == "mine_sample" else v for k, v in given.items()}
+    given = {k: int(v) if k in ("mine_sample", "confirm_further") else v for k, v in given.items()}
     recipe = RECIPES[name].with_overrides(seed=recorded["seed"], **given)
     current = recipe.to_dict()
     changed = {k for k, v in recorded.items() if current.get(k) != v}
@@ -90,10 +100,19 @@ def main() -> int:
     last = history[-1]
     evaluation = record["evaluation"]
     assert last.get("full_check_wrong") == 0 and evaluation["wrong"] == 0, "the model's last check was not clean"
+    if {k for k in added & AFTER_FRESH if current[k]}:
+        earlier = [h["epoch"] for h in history[:-1] if h.get("fresh_check_wrong") == 0]
+        if earlier or "further_check_wrong" in last:
+            sys.exit(f"{sorted(added & AFTER_FRESH)} would have acted before the last epoch (clean draws: {earlier})")
     result = Evaluation(evaluation["method"], evaluation["total"], 0, [], dict(evaluation["groups"]))
     model = keras.saving.load_model(args.model, compile=True, safe_mode=True)
     started = time.perf_counter()
-    result = confirmed_afresh(model, config, result, suites.fresh_seed(settings.seed, epochs), last)
+    seed = suites.fresh_seed(settings.seed, epochs)
+    if last.get("fresh_check_seed") == seed:  # the record holds the clean draw: go on from where it ended
+        predict = domain_predictor(model, config)[0]
+        result = confirmed_further(predict, config, result, seed, last, settings.confirm_further)
+    else:
+        result = confirmed_afresh(model, config, result, seed, last, settings.confirm_further)
     seconds = time.perf_counter() - started
     print(result.summary())
     pool = ReplayPool()

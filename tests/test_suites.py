@@ -8,15 +8,20 @@ import numpy as np
 import pytest
 
 from adder.config import ConfigError, ModelConfig
+from adder.train.evaluate import Evaluation
 from adder.train.suites import (
+    CHUNK,
+    UNIFORM_SIZE,
     adderboard_pairs,
     applies,
     carry_chain_pairs,
     combined,
+    confirmed,
     evaluate_suites,
     repdigit_pairs,
     sparse_operands,
     suite_blocks,
+    uniform_blocks,
 )
 from tests.conftest import needs_training, run_adder
 from tests.test_replay import carry_length
@@ -99,6 +104,54 @@ def test_one_wrong_answer_in_any_suite_is_counted_there():
     assert whole.wrong >= 2 and not whole.wrong == 0  # the chain suite and the sparse suite both hold it
     assert whole.groups["carry chains (every length and start)"]["wrong"] >= 1
     assert {"query": "9999+1", "expected": 10_000, "got": 10_001} in whole.first_wrong
+
+
+def answers_all_but(*wrong_pairs):
+    """A predictor that adds right except on ``wrong_pairs``; it keeps every pair it was asked."""
+
+    def predict(shape, terms):
+        asked.append(terms.copy())
+        values = terms.sum(axis=1)
+        for a, b in wrong_pairs:
+            values[(terms[:, 0] == a) & (terms[:, 1] == b)] += 1
+        return values, np.ones(len(terms), dtype=bool)
+
+    asked: list[np.ndarray] = []
+    predict.takes_blocks, predict.asked = True, asked
+    return predict
+
+
+def test_a_fresh_draw_continued_checks_the_next_pairs_of_the_same_draw():
+    """The continuation is the same stream: 0 wrong in the first n and the next m together
+    is a clean draw of n + m, not two draws that could overlap."""
+    whole = np.concatenate(list(uniform_blocks(WIDE, 2 * CHUNK + 500, seed=11)))
+    target = tuple(whole[2 * CHUNK + 7])
+    predict = answers_all_but(target)
+    result = confirmed(Evaluation("suites of 3 fixed cases", 3), predict, WIDE, 11, size=500, skip=2 * CHUNK)
+    assert np.array_equal(np.concatenate(predict.asked), whole[2 * CHUNK :])
+    assert result.wrong == 1 and result.total == 503 and [q.terms for q in result.wrong_queries] == [target]
+    group = "uniform pairs drawn afresh (numpy seed 11), pairs 200,001-200,500"
+    assert result.groups == {group: {"total": 500, "wrong": 1}}
+    assert result.method == "suites of 3 fixed cases, plus the next 500 pairs of that draw"
+    with pytest.raises(ValueError, match="whole blocks of 100,000"):
+        confirmed(Evaluation("suites"), predict, WIDE, 11, size=500, skip=CHUNK + 1)
+
+
+@needs_training
+def test_only_a_clean_fresh_draw_is_continued_and_the_history_says_what_the_rest_found():
+    from adder.train.fit import confirmed_further
+
+    first = np.concatenate(list(uniform_blocks(WIDE, UNIFORM_SIZE + 1000, seed=5)))[UNIFORM_SIZE:]
+    predict = answers_all_but(tuple(first[3]), tuple(first[999]))
+    entry: dict = {}
+    result = confirmed_further(predict, WIDE, Evaluation("suites", 10), 5, entry, 1000)
+    assert result.wrong == 2 and result.total == 1010 and not result.exact_match == 1
+    assert entry == {"further_check_size": 1000, "further_check_wrong": 2}
+    for already, size in ((Evaluation("suites", 10, 1), 1000), (Evaluation("suites", 10), 0)):
+        fresh = answers_all_but()
+        entry = {}
+        assert confirmed_further(fresh, WIDE, already, 5, entry, size) is already
+        assert fresh.asked == [] and entry == {}
 
 
 TEN_DIGIT_QUERIES = ["9999999999+1", "0+0", "1234567890+9876543210", " 0009999999999 + 7 ", "5000000000+5000000000"]

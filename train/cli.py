@@ -27,6 +27,8 @@ from adder.train.recipes import DEFAULT_RECIPE, RECIPES, recipe_named
 
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding, which Keras uses, takes no more
 MAX_SAMPLES = 100_000_000  # an epoch's queries are built in memory: about 30 GB at this many
+MAX_CONFIRM = 1_000_000_000  # checked in blocks, not held: about 17 h of a 2-core CPU at this many
+CONFIRM_BLOCK = 100_000  # adder.train.suites.CHUNK: a draw is continued in whole blocks
 EXTRA_HINT = (
     "error: training needs the train extra; install it with: pip install '.[train]' "
     "(or '.[jax]' to train with JAX and no TensorFlow)"
@@ -193,6 +195,14 @@ def train(
             "rate instead of restarting (0: they restart).",
         ),
     ] = None,
+    confirm_further: Annotated[
+        int | None,
+        option(
+            "confirm_further",
+            "Where fixed suites judge the domain: once they and 10,000,000 uniform pairs drawn afresh "
+            "are clean, this many more pairs of the same draw must be clean too before the run stops exact.",
+        ),
+    ] = None,
     replay_share: Annotated[
         float | None,
         option(
@@ -311,7 +321,7 @@ def train(
         "schedule": schedule, "curriculum": curriculum, "small_operands": small_operands,
         "large_operands": large_operands, "carry_chains": carry_chains,
         "sparse_operands": sparse_operands, "mine_margin": mine_margin, "mine_sample": mine_sample,
-        "hold_rate": hold_rate, "replay_share": replay_share,
+        "hold_rate": hold_rate, "confirm_further": confirm_further, "replay_share": replay_share,
         "check_every": check_every, "term_mix": term_mix,
         "check_sample": check_sample, "max_epochs": max_epochs, "max_minutes": max_minutes, "seed": seed,
     }  # fmt: skip
@@ -354,6 +364,15 @@ def train(
         (
             0 <= plan.hold_rate < float("inf"),
             f"--hold-rate must be a finite learning rate, 0 or more, got {plan.hold_rate}",
+        ),
+        (plan.confirm_further >= 0, f"--confirm-further must be 0 or more pairs, got {plan.confirm_further}"),
+        (
+            plan.confirm_further <= MAX_CONFIRM,
+            f"--confirm-further must be at most {MAX_CONFIRM:,} pairs, got {plan.confirm_further:,}",
+        ),
+        (
+            plan.confirm_further % CONFIRM_BLOCK == 0,
+            f"--confirm-further must be whole blocks of {CONFIRM_BLOCK:,} pairs, got {plan.confirm_further:,}",
         ),
         (0 <= plan.replay_share < 1, f"--replay-share must be at least 0 and below 1, got {plan.replay_share}"),
         (plan.check_every >= 0, f"--check-every must be 0 or more epochs, got {plan.check_every}"),
@@ -408,7 +427,8 @@ def train(
     from adder.train.evaluate import EXHAUSTIVE_LIMIT
 
     judged_by_suites = config.domain_size > EXHAUSTIVE_LIMIT and suites.applies(config)
-    for flag, value in (("--mine-margin", mine_margin), ("--hold-rate", hold_rate)):  # given, not the recipe's
+    given_later = (("--mine-margin", mine_margin), ("--hold-rate", hold_rate), ("--confirm-further", confirm_further))
+    for flag, value in given_later:  # given, not the recipe's
         if value and not judged_by_suites:
             raise fail(
                 f"{flag} acts only once fixed suites judge the domain (two terms, +, more than "
@@ -450,6 +470,7 @@ def train(
         mine_margin=plan.mine_margin,
         mine_sample=plan.mine_sample,
         hold_rate=plan.hold_rate,
+        confirm_further=plan.confirm_further,
         replay_share=plan.replay_share,
         check_every=plan.check_every,
         term_weights=term_weights,

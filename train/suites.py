@@ -169,7 +169,9 @@ def fresh_seed(run_seed: int, epoch: int) -> int:
     return FRESH_SEEDS * (run_seed + 1) + epoch
 
 
-def confirmed(result: Evaluation, predict, config: ModelConfig, seed: int, size: int | None = None) -> Evaluation:
+def confirmed(
+    result: Evaluation, predict, config: ModelConfig, seed: int, size: int | None = None, skip: int = 0
+) -> Evaluation:
     """The suites' ``result``, with ``size`` uniform pairs drawn under ``seed`` added to it as one more group.
 
     A run replays what the fixed suites find wrong, so by the time they are clean it has
@@ -178,10 +180,17 @@ def confirmed(result: Evaluation, predict, config: ModelConfig, seed: int, size:
     for this check alone, which no epoch has replayed, are the held-out half of the verdict.
     """
     size = UNIFORM_SIZE if size is None else size
-    blocks = ((SUM, block) for block in uniform_blocks(config, size, seed))
+    if skip % CHUNK:
+        raise ValueError(f"skip must be whole blocks of {CHUNK:,} pairs, got {skip:,}")
+    drawn = uniform_blocks(config, skip + size, seed)
+    blocks = ((SUM, block) for i, block in enumerate(drawn) if i >= skip // CHUNK)
     fresh = tally(by_blocks(predict), config, "every case", size, blocks)
-    result.add_group(f"uniform pairs drawn afresh (numpy seed {seed})", fresh)
-    result.method += f", plus {size:,} uniform pairs drawn afresh (numpy seed {seed})"
+    if skip:  # the same draw, continued: its first ``skip`` pairs were another group
+        result.add_group(f"uniform pairs drawn afresh (numpy seed {seed}), pairs {skip + 1:,}-{skip + size:,}", fresh)
+        result.method += f", plus the next {size:,} pairs of that draw"
+    else:
+        result.add_group(f"uniform pairs drawn afresh (numpy seed {seed})", fresh)
+        result.method += f", plus {size:,} uniform pairs drawn afresh (numpy seed {seed})"
     return result
 
 
