@@ -13,12 +13,18 @@ afresh (adder.train.suites.confirmed), so this script draws them, as the run wou
 at that epoch, and puts what they find wrong into the replay pool. Settings the record
 lacks must be ones that change nothing before the suites were first clean (mining and
 the hold rate); any other difference between the record's recipe and the current one is
-refused, since the history would not be the current recipe's.
+refused, since the history would not be the current recipe's. A continued fresh draw
+(``--confirm-further``) changes nothing before a run's first clean draw: where that was
+the model's last check, the record holds it, and this script draws only the pairs that
+continue it.
 
     python benchmarks/checkpoint_from_model.py wide370.keras runs/wide/wide.keras \
         --mine-margin 0.95 --mine-sample 400000 --hold-rate 1e-5
     cd runs/wide && adder-train --recipe wide --mine-margin 0.95 --mine-sample 400000 --hold-rate 1e-5 \
         --out wide.keras                                      # resumes from the rebuilt checkpoint
+
+    python benchmarks/checkpoint_from_model.py wide470.keras runs/wide/wide.keras \
+        --mine-margin 0.95 --mine-sample 400000 --hold-rate 1e-5 --confirm-further 10000000
 """
 
 from __future__ import annotations
