@@ -5,7 +5,7 @@ import pytest
 
 from adder.config import ModelConfig
 from adder.train import suites
-from adder.train.data import dense_carry_pairs
+from adder.train.data import dense_carry_pairs, propagate_run_pairs
 from adder.train.mining import margins, mine
 from adder.train.policy import first_cycle, learning_rate_at, next_cycle
 from tests.conftest import needs_training
@@ -32,6 +32,48 @@ def test_dense_carry_pairs_carry_out_of_every_count_of_digits_alike():
     uniform = np.random.default_rng(5).integers(0, WIDE.max_operand + 1, size=(22_000, 2))
     dense = (np.bincount([carries(a, b) for a, b in uniform.tolist()], minlength=11)[8:].sum()) / 22_000
     assert dense < 0.1 < shares[8:].sum()  # uniform pairs seldom carry out of 8 or more digits
+
+
+def nine_run(a: int, b: int) -> tuple[int, int] | None:
+    """The longest run of digit positions whose pairs sum to exactly 9 with no carry into
+    the run, as (start, length) with the units digit at 0; None if no such run."""
+    sums, carry_in, width = [], [], 10
+    carry = 0
+    for i in range(width):
+        digit_sum = a // 10**i % 10 + b // 10**i % 10
+        sums.append(digit_sum)
+        carry_in.append(carry)
+        carry = (digit_sum + carry) // 10
+    best = None
+    i = 0
+    while i < width:
+        if sums[i] == 9 and not carry_in[i]:
+            j = i
+            while j < width and sums[j] == 9:
+                j += 1
+            if best is None or j - i > best[1]:
+                best = (i, j - i)
+            i = j
+        else:
+            i += 1
+    return best
+
+
+def test_propagate_runs_sum_to_9_over_every_length_and_start_with_no_carry_into_them():
+    pairs = propagate_run_pairs(WIDE, 20_000, np.random.default_rng(8))
+    assert pairs.min() >= 0 and pairs.max() <= WIDE.max_operand
+    runs = [nine_run(a, b) for a, b in pairs.tolist()]
+    assert None not in runs
+    lengths = np.bincount([length for _, length in runs], minlength=11)[1:]
+    assert (lengths > 1_000).all()  # every length 1-10, each about 1 in 10 (longer by chance)
+    assert {start for start, _ in runs} == set(range(10))
+    assert sum(a + b == WIDE.max_operand for a, b in pairs.tolist()) > 1_500  # all ten: 9,999,999,999
+    uniform = np.random.default_rng(8).integers(0, WIDE.max_operand + 1, size=(20_000, 2))
+    assert (
+        sum((nine_run(a, b) or (0, 0))[1] >= 5 for a, b in uniform.tolist())
+        < 20
+        < sum(length >= 5 for _, length in runs)
+    )  # uniform pairs: about 1 in 20,000 has such a run of 5 or more
 
 
 def test_dense_carry_pairs_stay_in_a_narrower_range():
@@ -83,6 +125,19 @@ def test_mining_keeps_exactly_the_unsure_answers_of_a_reproducible_draw():
     other = []
     mine(scripted_probabilities(set(), WIDE, other), WIDE, 1_000, seed=3, epoch=8, below=0.5)
     assert not set(drawn) & {tuple(row) for _, terms in other for row in terms.tolist()}  # each epoch its own
+
+
+def test_mined_propagate_runs_come_after_the_same_draw_as_without_them():
+    without, beside = [], []
+    mine(scripted_probabilities(set(), WIDE, without), WIDE, 1_000, seed=3, epoch=7, below=0.5)
+    mine(scripted_probabilities(set(), WIDE, beside), WIDE, 1_000, seed=3, epoch=7, below=0.5, runs=300)
+    first = np.concatenate([terms for _, terms in without])
+    drawn = np.concatenate([terms for _, terms in beside])
+    assert len(drawn) == 1_300 and np.array_equal(drawn[:1_000], first)
+    assert all(nine_run(a, b) for a, b in drawn[1_000:].tolist())
+    unsure = {tuple(row) for row in drawn[1_000::29].tolist()}
+    found = mine(scripted_probabilities(unsure, WIDE, []), WIDE, 1_000, seed=3, epoch=7, below=0.5, runs=300)
+    assert {e.terms for e in found} == unsure
 
 
 def test_a_held_cycle_keeps_its_rate_where_a_finishing_one_would_restart():

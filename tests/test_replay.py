@@ -354,3 +354,70 @@ def test_a_starting_model_clean_on_the_suites_is_confirmed_on_fresh_pairs_before
         assert outcome.reason == "exact after epoch 1" and start["replay_pool"] == fresh_wrong
     else:
         assert outcome.reason == "the starting model is exact" and len(history) == 1
+
+
+@needs_training
+@pytest.mark.parametrize("further", [0, 200])
+def test_a_clean_fresh_draw_is_continued_before_a_run_stops_and_what_the_rest_finds_is_replayed(
+    tmp_path, monkeypatch, further
+):
+    """With ``confirm_further``, a clean fresh draw of its first pairs goes on for more of the
+    same draw and for pairs summing to 9 over a run with no carry into it; here the first
+    check's continuation has one wrong pair, which is replayed, and the second check ends
+    the run. Without it, that first check ends the run."""
+    import adder.train.fit as fit_module
+    from adder.train import suites
+    from adder.train.evaluate import Evaluation
+    from adder.train.model import Architecture
+
+    calls = []
+
+    def scripted_check(model, config, sample=0, seed=2026, **drawn_shares):
+        return Evaluation(f"sample of {sample:,}" if sample else "suites of 100 fixed cases", total=sample or 100)
+
+    def predictor(model, config):
+        def predict(shape, terms):
+            calls.append(terms.copy())
+            values = terms.sum(axis=1)
+            values[: 1 if len(calls) == 6 else 0] += 1  # the first pair that continues the first draw
+            return values, np.ones(len(terms), dtype=bool)
+
+        predict.takes_blocks = True
+        return predict, "scripted"
+
+    monkeypatch.setattr(fit_module, "full_check", scripted_check)
+    monkeypatch.setattr(fit_module, "domain_predictor", predictor)
+    monkeypatch.setattr(fit_module, "answers_right", lambda model, codec, x, truth: np.ones(len(x), dtype=bool))
+    monkeypatch.setattr(suites, "UNIFORM_SIZE", 500)
+    monkeypatch.setattr(suites, "CHUNK", 100)  # so a draw of 500 is five blocks, continued in whole ones
+    config = ModelConfig(max_operand=9_999)
+    settings = fit_module.TrainSettings(
+        epochs=3, samples=200, check_every=1, check_sample=50, seed=4, confirm_further=further
+    )
+    model, history, outcome = fit_module.fit(
+        config, Architecture((4,), (4,)), settings, tmp_path / "m.keras", log=lambda _: None, stop_when_exact=True
+    )
+    assert outcome.exact and outcome.result.wrong == 0
+    checked = [h for h in history if "fresh_check_wrong" in h]
+    assert all(h["fresh_check_wrong"] == 0 for h in checked)
+    if not further:
+        assert len(checked) == 1 and not any("further_check_wrong" in h for h in history) and len(calls) == 5
+        return
+    assert [h["further_check_wrong"] for h in checked] == [1, 0] and history[0]["replay_pool"] == 1
+    assert len(calls) == 16  # each check: 5 blocks of its fresh draw, 2 continuing it, 1 of 20 runs
+    seed = suites.fresh_seed(4, 1)
+    whole = np.random.default_rng(seed).integers(0, 10_000, size=(700, 2))
+    assert np.array_equal(np.concatenate(calls[:7]), whole)  # the same draw, continued
+    assert len(calls[7]) == 20
+    assert "the next 200 pairs of that draw" in outcome.result.method
+    assert "20 pairs summing to 9 over a run with no carry into it" in outcome.result.method
+
+
+def test_a_run_confirms_further_and_mines_runs_only_once_a_fresh_draw_was_clean():
+    from adder.train.fit import TrainSettings, confirming
+
+    dirty = [{"epoch": 10, "fresh_check_wrong": 2}, {"epoch": 20}]
+    clean = dirty + [{"epoch": 30, "fresh_check_wrong": 0}]
+    assert not confirming(TrainSettings(confirm_further=100_000), dirty)
+    assert confirming(TrainSettings(confirm_further=100_000), clean)
+    assert not confirming(TrainSettings(), clean)

@@ -24,6 +24,7 @@ from adder.train.suites import (
     uniform_blocks,
 )
 from tests.conftest import needs_training, run_adder
+from tests.test_mining import nine_run
 from tests.test_replay import carry_length
 
 WIDE = ModelConfig(max_operand=9_999_999_999)
@@ -145,8 +146,13 @@ def test_only_a_clean_fresh_draw_is_continued_and_the_history_says_what_the_rest
     predict = answers_all_but(tuple(first[3]), tuple(first[999]))
     entry: dict = {}
     result = confirmed_further(predict, WIDE, Evaluation("suites", 10), 5, entry, 1000)
-    assert result.wrong == 2 and result.total == 1010 and not result.exact_match == 1
+    assert result.wrong == 2 and result.total == 1110 and not result.exact_match == 1  # 100 runs besides
     assert entry == {"further_check_size": 1000, "further_check_wrong": 2}
+    assert len(predict.asked) == 2 and all(nine_run(a, b) for a, b in predict.asked[1].tolist())
+    assert result.groups["pairs summing to 9 over a run with no carry into it (numpy seed 5)"] == {
+        "total": 100,
+        "wrong": 0,
+    }
     for already, size in ((Evaluation("suites", 10, 1), 1000), (Evaluation("suites", 10), 0)):
         fresh = answers_all_but()
         entry = {}

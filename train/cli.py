@@ -200,7 +200,9 @@ def train(
         option(
             "confirm_further",
             "Where fixed suites judge the domain: once they and 10,000,000 uniform pairs drawn afresh "
-            "are clean, this many more pairs of the same draw must be clean too before the run stops exact.",
+            "are clean, this many more pairs of the same draw, and a tenth as many summing to 9 over a run "
+            "with no carry into it, must be clean too before the run stops exact; from then on mining also "
+            "draws such runs.",
         ),
     ] = None,
     replay_share: Annotated[

@@ -17,7 +17,7 @@ import numpy as np
 from adder.config import ModelConfig
 from adder.grammar import Expression, Shape
 from adder.train import suites
-from adder.train.data import dense_carry_pairs, expressions_of, sampled_blocks
+from adder.train.data import dense_carry_pairs, expressions_of, propagate_run_pairs, sampled_blocks
 
 MINE_STREAM = 2**31 + 1  # seed stream for mined draws, apart from epochs, the probe and the checks
 
@@ -33,19 +33,30 @@ def margins(probabilities: np.ndarray) -> np.ndarray:
 
 
 def mine(
-    probabilities: Probabilities, config: ModelConfig, count: int, seed: int, epoch: int, below: float
+    probabilities: Probabilities,
+    config: ModelConfig,
+    count: int,
+    seed: int,
+    epoch: int,
+    below: float,
+    runs: int = 0,
 ) -> list[Expression]:
     """Of ``count`` queries drawn afresh for this epoch, those answered with a margin below ``below``.
 
     Half are uniform over the domain and, for sums of two operands, half have a
     uniformly drawn share of carrying digits (``data.dense_carry_pairs``): the wrong
-    pairs a ten-digit run met were carry-dense. Right or wrong, an unsure answer is mined.
+    pairs a ten-digit run met were carry-dense. ``runs`` more are pairs summing to 9
+    over a run with no carry into it (``data.propagate_run_pairs``), drawn after the
+    rest so that the others are the same draw with or without them. Right or wrong,
+    an unsure answer is mined.
     """
     rng = np.random.default_rng([seed, epoch, MINE_STREAM])
     dense = count // 2 if suites.applies(config) else 0
     blocks = list(sampled_blocks(config, count - dense, rng))
     if dense:
         blocks.append((suites.SUM, dense_carry_pairs(config, dense, rng)))
+    if runs and suites.applies(config):
+        blocks.append((suites.SUM, propagate_run_pairs(config, runs, rng)))
     found: list[Expression] = []
     for shape, terms in blocks:
         unsure = margins(probabilities(shape, terms)) < below

@@ -18,6 +18,7 @@ import numpy as np
 
 from adder.config import ModelConfig
 from adder.grammar import Shape
+from adder.train.data import propagate_run_pairs
 from adder.train.evaluate import Evaluation, by_blocks, tally
 
 ADDERBOARD_SEED = 2025
@@ -40,6 +41,7 @@ UNIFORM_SEED = 2026  # not AdderBoard's
 FRESH_SEEDS = 1_000_000  # a run's fresh draws: FRESH_SEEDS * (run seed + 1) + epoch (suites.fresh_seed)
 PADDED_VARIANTS = 4  # carry chains with random non-carrying digits around them, per pattern
 CHUNK = 100_000
+RUNS_STREAM = 2**31 + 2  # seed stream of the propagate runs a verdict draws, apart from its uniform pairs
 SUM: Shape = (2, ("+",), ())  # the one shape the suites hold
 
 
@@ -191,6 +193,17 @@ def confirmed(
     else:
         result.add_group(f"uniform pairs drawn afresh (numpy seed {seed})", fresh)
         result.method += f", plus {size:,} uniform pairs drawn afresh (numpy seed {seed})"
+    return result
+
+
+def confirmed_runs(result: Evaluation, predict, config: ModelConfig, seed: int, size: int) -> Evaluation:
+    """The ``result``, with ``size`` pairs summing to 9 over a run with no carry into it
+    (adder.train.data.propagate_run_pairs), drawn under ``seed``, added as one more group."""
+    rng = np.random.default_rng([seed, RUNS_STREAM])
+    blocks = ((SUM, propagate_run_pairs(config, min(CHUNK, size - start), rng)) for start in range(0, size, CHUNK))
+    drawn = tally(by_blocks(predict), config, "every case", size, blocks)
+    result.add_group(f"pairs summing to 9 over a run with no carry into it (numpy seed {seed})", drawn)
+    result.method += f", plus {size:,} pairs summing to 9 over a run with no carry into it"
     return result
 
 
