@@ -211,3 +211,32 @@ def test_a_few_wrong_in_millions_never_print_as_100_percent():
     assert "100.0000%" not in result.summary() and "exact-match 99.9999% (3 wrong of 24,093,649" in result.summary()
     assert "uniform: 99.9999% (3 wrong" in result.summary()
     assert percent(1.0) == "100.0000%" and percent(1 - 1 / 10_010) == "99.9900%" and percent(0.0) == "0.0000%"
+
+
+def test_adder_eval_adds_propagate_runs_to_the_suites_when_asked(tmp_path, monkeypatch):
+    """``adder-eval --runs N``: the suites, then N pairs summing to 9 over a run with no carry
+    into it, drawn with --uniform-seed; one wrong among them fails the model."""
+    from typer.testing import CliRunner
+
+    import adder.train.cli as cli
+    from adder.train import suites
+
+    asked = []
+
+    def predict(shape, terms):
+        asked.append(terms.copy())
+        values = terms.sum(axis=1)
+        values[terms.sum(axis=1) == WIDE.max_operand] += 1  # wrong where a run covers all ten digits
+        return values, np.ones(len(terms), dtype=bool)
+
+    predict.takes_blocks = True
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"")
+    monkeypatch.setattr(cli, "predictor_for", lambda path: (predict, WIDE))
+    monkeypatch.setattr(suites, "evaluate_suites", lambda *a, **k: {"fixed": Evaluation("every case", 10)})
+    result = CliRunner().invoke(cli.eval_app, [str(model), "--no-progress", "--runs", "2000", "--uniform-seed", "7"])
+    assert result.exit_code == 1, result.output
+    assert "plus 2,000 pairs summing to 9 over a run with no carry into it" in result.output
+    assert sum(len(t) for t in asked) == 2000 and all(nine_run(a, b) for t in asked for a, b in t.tolist())
+    clean = CliRunner().invoke(cli.eval_app, [str(model), "--no-progress"])
+    assert clean.exit_code == 0 and "summing to 9" not in clean.output

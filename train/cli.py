@@ -817,6 +817,15 @@ def evaluate_models(
             min=0,
         ),
     ] = 2026,
+    runs: Annotated[
+        int,
+        typer.Option(
+            help="With the verification suites: also this many pairs summing to 9 over a run of digits with "
+            "no carry into it (drawn with --uniform-seed), which uniform pairs almost never hold.",
+            min=0,
+            max=100_000_000,
+        ),
+    ] = 0,
 ) -> None:
     """Check every query of a model's domain (up to 50,000,000) and print what is wrong, overall
     and per slice.
@@ -841,6 +850,8 @@ def evaluate_models(
                 predict, config, uniform, uniform_seed, progress=(lambda name: ProgressBar(name)) if progress else None
             )
             result = suites.combined(each)
+            if runs:
+                result = suites.confirmed_runs(result, predict, config, uniform_seed, runs)
         else:
             result = evaluate(predict, config, progress=ProgressBar(path.name) if progress else None)
         seconds = time.perf_counter() - started
