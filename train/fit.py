@@ -474,6 +474,7 @@ def fit(
         pool.add([probe[i] for i in np.flatnonzero(~probe_right).tolist()])
         entry = {"epoch": epoch + 1, "loss": loss, "probe_exact_match": probe_em}
         mining = mining_now(settings, cycle, history)
+        runs = 0
         if mining:
             probabilities = probability_predictor(model, config)[0]
             runs = settings.mine_sample // RUNS_PER_MINED if confirming(settings, history) else 0
@@ -489,7 +490,7 @@ def fit(
         log(
             f"epoch {epoch + 1}/{last_epoch}: {seconds:.1f} s, loss {loss:.5f}, "
             f"exact-match on {PROBE_SIZE:,} probe queries {100 * probe_em:.2f}%, "
-            + (f"{len(mined):,} of {settings.mine_sample:,} fresh answers unsure, " if mining else "")
+            + (f"{len(mined):,} of {settings.mine_sample + runs:,} fresh answers unsure, " if mining else "")
             + f"replay pool {len(pool):,}"
         )
         scheduled = settings.check_every and (epoch + 1) % settings.check_every == 0
