@@ -155,6 +155,7 @@ RECIPES: dict[str, Recipe] = {
         mine_margin=0.95,
         mine_sample=400_000,
         hold_rate=1e-5,
+        confirm_further=10_000_000,
         max_epochs=1000,
     ),
 }
