@@ -268,9 +268,12 @@ def test_sparse_operands_have_every_count_of_nonzero_digits_and_stay_in_range():
     assert drawn.min() >= 10 and drawn.max() <= 500 and (drawn % 10 == 0).mean() > 0.18  # uniform: 0.1
 
 
-def script_suites_clean_and_fresh_draws(monkeypatch, fresh_wrong: int, size: int) -> list[np.ndarray]:
+def script_suites_clean_and_fresh_draws(
+    monkeypatch, fresh_wrong: int, size: int, wrong_block: int = 1
+) -> list[np.ndarray]:
     """Every check of a run scripted clean (sampled, then "suites"), and the fresh draws answered
-    right but for the first ``fresh_wrong`` pairs of the first one; returns the pairs drawn."""
+    right but for the first ``fresh_wrong`` pairs of the ``wrong_block``-th block asked; returns
+    the blocks drawn."""
     import adder.train.fit as fit_module
     from adder.train import suites
     from adder.train.evaluate import Evaluation
@@ -284,7 +287,7 @@ def script_suites_clean_and_fresh_draws(monkeypatch, fresh_wrong: int, size: int
         def predict(shape, terms):
             drawn.append(terms.copy())
             values = terms.sum(axis=1)
-            values[: fresh_wrong if len(drawn) == 1 else 0] += 1  # wrong on the first draw's first pairs only
+            values[: fresh_wrong if len(drawn) == wrong_block else 0] += 1  # wrong on that block's first pairs only
             return values, np.ones(len(terms), dtype=bool)
 
         predict.takes_blocks = True
@@ -367,28 +370,9 @@ def test_a_clean_fresh_draw_is_continued_before_a_run_stops_and_what_the_rest_fi
     the run. Without it, that first check ends the run."""
     import adder.train.fit as fit_module
     from adder.train import suites
-    from adder.train.evaluate import Evaluation
     from adder.train.model import Architecture
 
-    calls = []
-
-    def scripted_check(model, config, sample=0, seed=2026, **drawn_shares):
-        return Evaluation(f"sample of {sample:,}" if sample else "suites of 100 fixed cases", total=sample or 100)
-
-    def predictor(model, config):
-        def predict(shape, terms):
-            calls.append(terms.copy())
-            values = terms.sum(axis=1)
-            values[: 1 if len(calls) == 6 else 0] += 1  # the first pair that continues the first draw
-            return values, np.ones(len(terms), dtype=bool)
-
-        predict.takes_blocks = True
-        return predict, "scripted"
-
-    monkeypatch.setattr(fit_module, "full_check", scripted_check)
-    monkeypatch.setattr(fit_module, "domain_predictor", predictor)
-    monkeypatch.setattr(fit_module, "answers_right", lambda model, codec, x, truth: np.ones(len(x), dtype=bool))
-    monkeypatch.setattr(suites, "UNIFORM_SIZE", 500)
+    calls = script_suites_clean_and_fresh_draws(monkeypatch, 1, 500, wrong_block=6)  # the continuation's first
     monkeypatch.setattr(suites, "CHUNK", 100)  # so a draw of 500 is five blocks, continued in whole ones
     config = ModelConfig(max_operand=9_999)
     settings = fit_module.TrainSettings(

@@ -135,6 +135,18 @@ def sparse_operands(config: ModelConfig, count: int, rng: np.random.Generator) -
     return digits @ (10 ** np.arange(width, dtype=np.int64))
 
 
+def digits_and_run(width: int, count: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Uniform digits of two operands (units first), and per pair a run of digit positions
+    [start, end) of a uniformly drawn length, 1 to ``width``, placed uniformly: what
+    ``carry_pairs`` and ``propagate_run_pairs`` then shape. Drawn in this order, which
+    their draws, and so every run's training data, depend on."""
+    a = rng.integers(0, 10, size=(count, width))
+    b = rng.integers(0, 10, size=(count, width))
+    length = rng.integers(1, width + 1, size=count)
+    start = (rng.random(count) * (width - length + 1)).astype(np.int64)
+    return a, b, start, start + length
+
+
 def carry_pairs(config: ModelConfig, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Pairs whose sum carries through a chain of a uniformly drawn length (1 to the operand
     width) from a uniformly drawn digit: that digit's pair sums to 10 or more, the chain's
@@ -146,13 +158,10 @@ def carry_pairs(config: ModelConfig, count: int, rng: np.random.Generator) -> tu
     is replaced by a uniform one.
     """
     width = config.operand_width
-    a = rng.integers(0, 10, size=(count, width))
-    b = rng.integers(0, 10, size=(count, width))
-    length = rng.integers(1, width + 1, size=count)
-    start = (rng.random(count) * (width - length + 1)).astype(np.int64)
+    a, b, start, end = digits_and_run(width, count, rng)
     position = np.arange(width)[None, :]  # digit position, units first
     generate = position == start[:, None]
-    propagate = (position > start[:, None]) & (position < (start + length)[:, None])
+    propagate = (position > start[:, None]) & (position < end[:, None])
     high = rng.integers(1, 10, size=(count, width))  # a's digit where the carry starts
     a = np.where(generate, high, a)
     b = np.where(generate, 10 - high + (rng.random((count, width)) * high).astype(np.int64), b)
@@ -178,13 +187,10 @@ def propagate_run_pairs(config: ModelConfig, count: int, rng: np.random.Generato
     A pair out of the domain's range is replaced by a uniform one.
     """
     width = config.operand_width
-    a = rng.integers(0, 10, size=(count, width))
-    b = rng.integers(0, 10, size=(count, width))
-    length = rng.integers(1, width + 1, size=count)
-    start = (rng.random(count) * (width - length + 1)).astype(np.int64)
+    a, b, start, end = digits_and_run(width, count, rng)
     position = np.arange(width)[None, :]  # digit position, units first
     below = position == (start - 1)[:, None]  # nothing where the run starts at the units
-    run = (position >= start[:, None]) & (position < (start + length)[:, None])
+    run = (position >= start[:, None]) & (position < end[:, None])
     low = (rng.random((count, width)) * 9).astype(np.int64)  # 0..8: a's digit below the run
     a = np.where(below, low, a)
     b = np.where(below, (rng.random((count, width)) * (9 - low)).astype(np.int64), b)  # a + b <= 8
