@@ -139,7 +139,8 @@ RECIPES: dict[str, Recipe] = {
     # adder.train.suites and pairs drawn afresh; checks and training over-draw long carry
     # chains. Once the suites are clean, only a few fresh pairs in ten million are wrong:
     # mining unsure answers and a held rate finish it, where restarting cycles trade
-    # one wrong pair for another.
+    # one wrong pair for another. Once a fresh draw is clean, 10,000,000 more of it and
+    # runs of 9s with no carry into them must be too (adder.train.fit.confirmed_further).
     "wide": Recipe(
         largest=9_999_999_999,
         arch="128/128",
