@@ -28,7 +28,6 @@ from adder.train.recipes import DEFAULT_RECIPE, RECIPES, recipe_named
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding, which Keras uses, takes no more
 MAX_SAMPLES = 100_000_000  # an epoch's queries are built in memory: about 30 GB at this many
 MAX_CONFIRM = 1_000_000_000  # checked in blocks, not held: about 17 h of a 2-core CPU at this many
-CONFIRM_BLOCK = 100_000  # adder.train.suites.CHUNK: a draw is continued in whole blocks
 EXTRA_HINT = (
     "error: training needs the train extra; install it with: pip install '.[train]' "
     "(or '.[jax]' to train with JAX and no TensorFlow)"
@@ -371,10 +370,6 @@ def train(
         (
             plan.confirm_further <= MAX_CONFIRM,
             f"--confirm-further must be at most {MAX_CONFIRM:,} pairs, got {plan.confirm_further:,}",
-        ),
-        (
-            plan.confirm_further % CONFIRM_BLOCK == 0,
-            f"--confirm-further must be whole blocks of {CONFIRM_BLOCK:,} pairs, got {plan.confirm_further:,}",
         ),
         (0 <= plan.replay_share < 1, f"--replay-share must be at least 0 and below 1, got {plan.replay_share}"),
         (plan.check_every >= 0, f"--check-every must be 0 or more epochs, got {plan.check_every}"),
