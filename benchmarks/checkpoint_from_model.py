@@ -16,7 +16,8 @@ the hold rate); any other difference between the record's recipe and the current
 refused, since the history would not be the current recipe's. A continued fresh draw
 (``--confirm-further``) changes nothing before a run's first clean draw: where that was
 the model's last check, the record holds it, and this script draws only the pairs that
-continue it.
+continue it; where the record holds a clean further check too, it draws only what a
+later stage (``--confirm-beyond``) adds.
 
     python benchmarks/checkpoint_from_model.py wide370.keras runs/wide/wide.keras \
         --mine-margin 0.95 --mine-sample 400000 --hold-rate 1e-5
@@ -25,6 +26,9 @@ continue it.
 
     python benchmarks/checkpoint_from_model.py wide470.keras runs/wide/wide.keras \
         --mine-margin 0.95 --mine-sample 400000 --hold-rate 1e-5 --confirm-further 10000000
+
+    python benchmarks/checkpoint_from_model.py train/models/wide.keras runs/wide/wide.keras \
+        --confirm-beyond 50000000                              # the rest is the recipe's now
 """
 
 from __future__ import annotations
@@ -38,9 +42,12 @@ from pathlib import Path
 
 # Settings that change nothing before a run's suites were first clean (adder.train.fit.mining_now, and the
 # hold rate, which only a run whose suites were clean uses), so a record without them is the current run's.
-LATER_SAFE = {"mine_margin", "mine_sample", "hold_rate", "confirm_further"}
+LATER_SAFE = {"mine_margin", "mine_sample", "hold_rate", "confirm_further", "confirm_beyond"}
 # Settings that change nothing before a run's first clean fresh draw (adder.train.fit.confirmed_further).
 AFTER_FRESH = {"confirm_further"}
+# Settings that change nothing before a run's first clean further check (adder.train.fit.confirmed_beyond).
+AFTER_FURTHER = {"confirm_beyond"}
+COUNTS = {"mine_sample", "confirm_further", "confirm_beyond"}
 
 
 def main() -> int:
@@ -63,6 +70,7 @@ def main() -> int:
         TrainSettings,
         checkpoint_dir,
         confirmed_afresh,
+        confirmed_beyond,
         confirmed_further,
         domain_predictor,
         run_identity,
@@ -75,7 +83,7 @@ def main() -> int:
     recorded = dict(record["recipe"])
     name = recorded.pop("name")
     given = {k: getattr(args, k) for k in LATER_SAFE if getattr(args, k) is not None}
-    given = {k: int(v) if k in ("mine_sample", "confirm_further") else v for k, v in given.items()}
+    given = {k: int(v) if k in COUNTS else v for k, v in given.items()}
     recipe = RECIPES[name].with_overrides(seed=recorded["seed"], **given)
     current = recipe.to_dict()
     changed = {k for k, v in recorded.items() if current.get(k) != v}
@@ -110,15 +118,22 @@ def main() -> int:
         earlier = [h["epoch"] for h in history[:-1] if h.get("fresh_check_wrong") == 0]
         if earlier or "further_check_wrong" in last:
             sys.exit(f"{sorted(added & AFTER_FRESH)} would have acted before the last epoch (clean draws: {earlier})")
+    if {k for k in added & AFTER_FURTHER if current[k]}:
+        earlier = [h["epoch"] for h in history[:-1] if h.get("further_check_wrong") == 0]
+        if earlier or "beyond_check_wrong" in last:
+            sys.exit(f"{sorted(added & AFTER_FURTHER)} would have acted before the last epoch (clean: {earlier})")
     result = Evaluation(evaluation["method"], evaluation["total"], 0, [], dict(evaluation["groups"]))
     model = keras.saving.load_model(args.model, compile=True, safe_mode=True)
     started = time.perf_counter()
     seed = suites.fresh_seed(settings.seed, epochs)
-    if last.get("fresh_check_seed") == seed:  # the record holds the clean draw: go on from where it ended
+    further, beyond = settings.confirm_further, settings.confirm_beyond
+    if last.get("fresh_check_seed") != seed:
+        result = confirmed_afresh(model, config, result, seed, last, further, beyond)
+    else:  # the record holds the clean draw: go on from where it ended
         predict = domain_predictor(model, config)[0]
-        result = confirmed_further(predict, config, result, seed, last, settings.confirm_further)
-    else:
-        result = confirmed_afresh(model, config, result, seed, last, settings.confirm_further)
+        if "further_check_wrong" not in last:  # and where it holds one too, go on from where that ended
+            result = confirmed_further(predict, config, result, seed, last, further)
+        result = confirmed_beyond(predict, config, result, seed, last, further, beyond)
     seconds = time.perf_counter() - started
     print(result.summary())
     pool = ReplayPool()

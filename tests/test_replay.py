@@ -397,6 +397,45 @@ def test_a_clean_fresh_draw_is_continued_before_a_run_stops_and_what_the_rest_fi
     assert "20 pairs summing to 9 over a run with no carry into it" in outcome.result.method
 
 
+@needs_training
+@pytest.mark.parametrize("beyond", [0, 500])
+def test_a_clean_further_check_goes_on_beyond_and_the_run_is_the_same_until_then(tmp_path, monkeypatch, beyond):
+    """With ``confirm_beyond``, a verdict whose further check is clean draws more of the same
+    draw and more runs; here that stage finds one wrong pair at the first check, which is
+    replayed, and the second check ends the run. Without it the first check ends the run,
+    and up to that verdict the two runs are the same."""
+    import adder.train.fit as fit_module
+    from adder.train import suites
+    from adder.train.data import propagate_run_pairs
+    from adder.train.model import Architecture
+
+    # each check: 5 blocks of its fresh draw, 10 continuing it, 1 of 100 runs; then 5 beyond, 1 of 50 runs
+    calls = script_suites_clean_and_fresh_draws(monkeypatch, 1, 500, wrong_block=17)  # beyond's first block
+    monkeypatch.setattr(suites, "CHUNK", 100)
+    config = ModelConfig(max_operand=9_999)
+    settings = fit_module.TrainSettings(
+        epochs=3, samples=200, check_every=1, check_sample=50, seed=4, confirm_further=1000, confirm_beyond=beyond
+    )
+    model, history, outcome = fit_module.fit(
+        config, Architecture((4,), (4,)), settings, tmp_path / "m.keras", log=lambda _: None, stop_when_exact=True
+    )
+    assert outcome.exact and outcome.result.wrong == 0
+    checked = [h for h in history if "further_check_wrong" in h]
+    assert all(h["fresh_check_wrong"] == 0 and h["further_check_wrong"] == 0 for h in checked)
+    if not beyond:
+        assert len(checked) == 1 and len(calls) == 16 and not any("beyond_check_wrong" in h for h in history)
+        return
+    assert [h["beyond_check_wrong"] for h in checked] == [1, 0] and history[0]["replay_pool"] == 1
+    assert len(calls) == 44
+    whole = np.random.default_rng(suites.fresh_seed(4, 1)).integers(0, 10_000, size=(2000, 2))
+    assert np.array_equal(np.concatenate(calls[:15] + calls[16:21]), whole)  # one draw, continued twice
+    rng = np.random.default_rng([suites.fresh_seed(4, 1), suites.RUNS_STREAM])
+    runs = [propagate_run_pairs(config, 100, rng), propagate_run_pairs(config, 50, rng)]  # the runs, continued
+    assert all(np.array_equal(calls[i], drawn) for i, drawn in zip((15, 21), runs))
+    assert "the next 500 pairs of that draw" in outcome.result.method
+    assert "the next 50 pairs summing to 9 over a run with no carry into it" in outcome.result.method
+
+
 def test_a_run_confirms_further_and_mines_runs_only_once_a_fresh_draw_was_clean():
     from adder.train.fit import TrainSettings, confirming
 

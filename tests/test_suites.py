@@ -11,12 +11,15 @@ from adder.config import ConfigError, ModelConfig
 from adder.train.evaluate import Evaluation
 from adder.train.suites import (
     CHUNK,
+    FURTHER_STEP,
+    RUNS_STREAM,
     UNIFORM_SIZE,
     adderboard_pairs,
     applies,
     carry_chain_pairs,
     combined,
     confirmed,
+    confirmed_runs,
     evaluate_suites,
     repdigit_pairs,
     sparse_operands,
@@ -158,6 +161,47 @@ def test_only_a_clean_fresh_draw_is_continued_and_the_history_says_what_the_rest
         entry = {}
         assert confirmed_further(fresh, WIDE, already, 5, entry, size) is already
         assert fresh.asked == [] and entry == {}
+
+
+def test_runs_continued_are_the_same_draw_of_runs_past_its_first_blocks():
+    from adder.train.data import propagate_run_pairs
+
+    rng = np.random.default_rng([4, RUNS_STREAM])
+    whole = np.concatenate([propagate_run_pairs(WIDE, CHUNK, rng), propagate_run_pairs(WIDE, 300, rng)])
+    target = tuple(whole[CHUNK + 299])
+    predict = answers_all_but(target)
+    result = confirmed_runs(Evaluation("suites", 3), predict, WIDE, 4, size=300, skip=CHUNK)
+    assert np.array_equal(np.concatenate(predict.asked), whole[CHUNK:])
+    assert result.wrong == 1 and [q.terms for q in result.wrong_queries] == [target]
+    group = "pairs summing to 9 over a run with no carry into it (numpy seed 4), pairs 100,001-100,300"
+    assert result.groups == {group: {"total": 300, "wrong": 1}}
+    assert result.method.endswith("plus the next 300 pairs summing to 9 over a run with no carry into it")
+    with pytest.raises(ValueError, match="whole blocks of 100,000"):
+        confirmed_runs(Evaluation("suites"), predict, WIDE, 4, size=300, skip=CHUNK // 2)
+
+
+@needs_training
+def test_the_beyond_stage_goes_on_from_a_clean_further_check_and_only_from_one():
+    from adder.train.fit import confirmed_beyond
+
+    further = FURTHER_STEP
+    drawn = np.concatenate(list(uniform_blocks(WIDE, UNIFORM_SIZE + further + 700, seed=6)))
+    beyond = drawn[UNIFORM_SIZE + further :]
+    predict = answers_all_but(tuple(beyond[650]))
+    entry = {"further_check_size": further, "further_check_wrong": 0}
+    result = confirmed_beyond(predict, WIDE, Evaluation("suites", 10), 6, entry, further, 700)
+    assert np.array_equal(np.concatenate(predict.asked[:1]), beyond)  # the uniform pairs, then 70 runs
+    assert sum(len(a) for a in predict.asked) == 770 and result.total == 780 and result.wrong == 1
+    assert entry == {"further_check_size": further, "further_check_wrong": 0, "beyond_check_size": 700,
+                     "beyond_check_wrong": 1}  # fmt: skip
+    runs = "pairs summing to 9 over a run with no carry into it (numpy seed 6), pairs 100,001-100,070"
+    assert result.groups[runs] == {"total": 70, "wrong": 0}
+    for already, entry in (
+        (Evaluation("suites", 10, 1), {"further_check_wrong": 1}),  # a further check that was not clean
+        (Evaluation("suites", 10), {}),  # none at all: no clean fresh draw to go on from
+    ):
+        fresh = answers_all_but()
+        assert confirmed_beyond(fresh, WIDE, already, 6, entry, further, 700) is already and fresh.asked == []
 
 
 TEN_DIGIT_QUERIES = ["9999999999+1", "0+0", "1234567890+9876543210", " 0009999999999 + 7 ", "5000000000+5000000000"]

@@ -37,6 +37,17 @@ EXPORT = [sys.executable, "-c", "from adder.export.cli import main; main()"]
         (["--confirm-further", "-1"], "--confirm-further must be 0 or more pairs"),
         (["--confirm-further", "2000000000"], "--confirm-further must be at most 1,000,000,000 pairs"),
         (["--confirm-further", "100000"], "--confirm-further acts only once fixed suites judge the domain"),
+        (["--confirm-beyond", "-1"], "--confirm-beyond must be 0 or more pairs"),
+        (["--confirm-beyond", "2000000000"], "--confirm-beyond must be at most 1,000,000,000 pairs"),
+        (["--confirm-beyond", "100000"], "--confirm-beyond acts only once fixed suites judge the domain"),
+        (
+            ["--recipe", "wide", "--confirm-further", "1500000", "--confirm-beyond", "5000000"],
+            "which must then be a positive multiple of 1,000,000 pairs, got 1,500,000",
+        ),
+        (
+            ["--largest", "9999999999", "--confirm-beyond", "5000000"],
+            "which must then be a positive multiple of 1,000,000 pairs, got 0",
+        ),
     ],
 )
 def test_bad_training_options_are_refused_in_one_line(tmp_path, args, message):

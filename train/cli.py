@@ -204,6 +204,15 @@ def train(
             "draws such runs.",
         ),
     ] = None,
+    confirm_beyond: Annotated[
+        int | None,
+        option(
+            "confirm_beyond",
+            "Once a verdict's --confirm-further pairs and runs are clean too, this many more pairs of the "
+            "same draw, and a tenth as many more runs, must be clean before the run stops exact; checked only "
+            "then, so a run going on past a clean further check is the run that stopped there.",
+        ),
+    ] = None,
     replay_share: Annotated[
         float | None,
         option(
@@ -322,7 +331,8 @@ def train(
         "schedule": schedule, "curriculum": curriculum, "small_operands": small_operands,
         "large_operands": large_operands, "carry_chains": carry_chains,
         "sparse_operands": sparse_operands, "mine_margin": mine_margin, "mine_sample": mine_sample,
-        "hold_rate": hold_rate, "confirm_further": confirm_further, "replay_share": replay_share,
+        "hold_rate": hold_rate, "confirm_further": confirm_further,
+        "confirm_beyond": confirm_beyond, "replay_share": replay_share,
         "check_every": check_every, "term_mix": term_mix,
         "check_sample": check_sample, "max_epochs": max_epochs, "max_minutes": max_minutes, "seed": seed,
     }  # fmt: skip
@@ -370,6 +380,11 @@ def train(
         (
             plan.confirm_further <= MAX_CONFIRM,
             f"--confirm-further must be at most {MAX_CONFIRM:,} pairs, got {plan.confirm_further:,}",
+        ),
+        (plan.confirm_beyond >= 0, f"--confirm-beyond must be 0 or more pairs, got {plan.confirm_beyond}"),
+        (
+            plan.confirm_beyond <= MAX_CONFIRM,
+            f"--confirm-beyond must be at most {MAX_CONFIRM:,} pairs, got {plan.confirm_beyond:,}",
         ),
         (0 <= plan.replay_share < 1, f"--replay-share must be at least 0 and below 1, got {plan.replay_share}"),
         (plan.check_every >= 0, f"--check-every must be 0 or more epochs, got {plan.check_every}"),
@@ -424,13 +439,23 @@ def train(
     from adder.train.evaluate import EXHAUSTIVE_LIMIT
 
     judged_by_suites = config.domain_size > EXHAUSTIVE_LIMIT and suites.applies(config)
-    given_later = (("--mine-margin", mine_margin), ("--hold-rate", hold_rate), ("--confirm-further", confirm_further))
+    given_later = (
+        ("--mine-margin", mine_margin),
+        ("--hold-rate", hold_rate),
+        ("--confirm-further", confirm_further),
+        ("--confirm-beyond", confirm_beyond),
+    )
     for flag, value in given_later:  # given, not the recipe's
         if value and not judged_by_suites:
             raise fail(
                 f"{flag} acts only once fixed suites judge the domain (two terms, +, more than "
                 f"{EXHAUSTIVE_LIMIT:,} queries); this one's {config.domain_size:,} are checked in full"
             )
+    if plan.confirm_beyond and (not plan.confirm_further or plan.confirm_further % suites.FURTHER_STEP):
+        raise fail(
+            f"--confirm-beyond continues the draw of --confirm-further, which must then be a positive multiple of "
+            f"{suites.FURTHER_STEP:,} pairs, got {plan.confirm_further:,}"
+        )
     if init is not None and not init.is_file():
         raise fail(f"--init {init}: no such file")
     from adder.train.archive import WriteError, check_writable
@@ -468,6 +493,7 @@ def train(
         mine_sample=plan.mine_sample,
         hold_rate=plan.hold_rate,
         confirm_further=plan.confirm_further,
+        confirm_beyond=plan.confirm_beyond,
         replay_share=plan.replay_share,
         check_every=plan.check_every,
         term_weights=term_weights,

@@ -30,7 +30,6 @@ PROBE_SIZE = 10_000
 PROBE_BATCH = 8192  # rows per Keras predict step, as in keras_predictor
 FULL_CHECK_EVERY = 4  # epochs between full-domain checks: each costs several epochs' time on a CPU
 PROBE_STREAM = 2**31  # seed stream for the probe set, apart from every epoch number
-RUNS_PER_FURTHER = 10  # a further check's pairs of the fresh draw per propagate-run pair
 RUNS_PER_MINED = 4  # a confirming epoch's mined queries per propagate-run pair drawn besides them
 
 
@@ -57,6 +56,7 @@ class TrainSettings:
     mine_sample: int = 0  # queries drawn afresh every finishing epoch to mine
     hold_rate: float = 0.0  # once the suites were clean, finishing cycles hold this rate (adder.train.policy)
     confirm_further: int = 0  # pairs more of the same fresh draw that must be right once its first ones are
+    confirm_beyond: int = 0  # pairs more again, drawn only once the further ones are right
 
     BUDGET = ("max_epochs", "max_minutes")  # not part of a run's identity: a rerun may raise them
 
@@ -235,7 +235,13 @@ def run_identity(config: ModelConfig, arch: Architecture, settings: TrainSetting
 
 
 def confirmed_afresh(
-    model: keras.Model, config: ModelConfig, result: Evaluation, seed: int, entry: dict, further: int = 0
+    model: keras.Model,
+    config: ModelConfig,
+    result: Evaluation,
+    seed: int,
+    entry: dict,
+    further: int = 0,
+    beyond: int = 0,
 ) -> Evaluation:
     """Clean suites, confirmed on uniform pairs drawn for this check alone (adder.train.suites.confirmed):
     a run replays what its suites find wrong, so by the time they are clean they are partly taught.
@@ -245,7 +251,8 @@ def confirmed_afresh(
     predict = domain_predictor(model, config)[0]
     result = suites.confirmed(result, predict, config, seed)
     entry.update(fresh_check_seed=seed, fresh_check_wrong=result.wrong)
-    return confirmed_further(predict, config, result, seed, entry, further)
+    result = confirmed_further(predict, config, result, seed, entry, further)
+    return confirmed_beyond(predict, config, result, seed, entry, further, beyond)
 
 
 def confirmed_further(
@@ -263,8 +270,29 @@ def confirmed_further(
     if not (size and result.wrong == 0):
         return result
     result = suites.confirmed(result, predict, config, seed, size, skip=suites.UNIFORM_SIZE)
-    result = suites.confirmed_runs(result, predict, config, seed, size // RUNS_PER_FURTHER)
+    result = suites.confirmed_runs(result, predict, config, seed, size // suites.RUNS_PER_FURTHER)
     entry.update(further_check_size=size, further_check_wrong=result.wrong)
+    return result
+
+
+def confirmed_beyond(
+    predict, config: ModelConfig, result: Evaluation, seed: int, entry: dict, further: int, size: int
+) -> Evaluation:
+    """A clean further check (``confirmed_further`` of ``further`` pairs), continued for ``size``
+    pairs more of the same draw and a tenth as many more runs of 9s; all must be clean too.
+
+    A stage of its own, so that a run going on from a model whose further check was clean
+    is the same run as the one that stopped there: only the verdict at that epoch differs,
+    and it differs by drawing more. Each verdict draws the stages in turn and stops at the
+    first with anything wrong, so a model still wrong in ten million is not checked on
+    fifty million more only to find a few more of the same."""
+    if not (further and size and result.wrong == 0 and "further_check_wrong" in entry):
+        return result
+    skip = suites.UNIFORM_SIZE + further
+    result = suites.confirmed(result, predict, config, seed, size, skip=skip)
+    runs = further // suites.RUNS_PER_FURTHER
+    result = suites.confirmed_runs(result, predict, config, seed, size // suites.RUNS_PER_FURTHER, skip=runs)
+    entry.update(beyond_check_size=size, beyond_check_wrong=result.wrong)
     return result
 
 
@@ -430,7 +458,13 @@ def fit(
         entry = {"epoch": 0}
         if stop_when_exact:
             result = confirmed_afresh(
-                model, config, result, suites.fresh_seed(settings.seed, 0), entry, settings.confirm_further
+                model,
+                config,
+                result,
+                suites.fresh_seed(settings.seed, 0),
+                entry,
+                settings.confirm_further,
+                settings.confirm_beyond,
             )
         pool.reset(result.wrong_queries)
         log(f"  check of the starting model: {result.summary()}")
@@ -536,7 +570,9 @@ def fit(
                     result = full_check(model, config)
             if stop_when_exact:
                 fresh = suites.fresh_seed(settings.seed, epoch + 1)
-                result = confirmed_afresh(model, config, result, fresh, entry, settings.confirm_further)
+                result = confirmed_afresh(
+                    model, config, result, fresh, entry, settings.confirm_further, settings.confirm_beyond
+                )
             if result.is_verdict:
                 pool.reset(result.wrong_queries)
                 entry.update(full_check_wrong=result.wrong)

@@ -79,6 +79,7 @@ class Recipe:
     mine_sample: int = 0
     hold_rate: float = 0.0
     confirm_further: int = 0  # more pairs of a clean fresh draw that must be right too (adder.train.fit)
+    confirm_beyond: int = 0  # more again, once the further pairs are right (adder.train.fit.confirmed_beyond)
     replay_share: float = 0.25
     check_every: int = 5
     term_mix: str = ""
