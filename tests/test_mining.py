@@ -140,6 +140,27 @@ def test_mined_propagate_runs_come_after_the_same_draw_as_without_them():
     assert {e.terms for e in found} == unsure
 
 
+def test_mined_nine_dense_pairs_come_after_the_runs_and_the_rest_is_the_same_draw():
+    from adder.train.data import nine_dense_pairs
+
+    beside, more = [], []
+    mine(scripted_probabilities(set(), WIDE, beside), WIDE, 1_000, seed=3, epoch=7, below=0.5, runs=300)
+    mine(scripted_probabilities(set(), WIDE, more), WIDE, 1_000, seed=3, epoch=7, below=0.5, runs=300, nines=400)
+    first = np.concatenate([terms for _, terms in beside])
+    drawn = np.concatenate([terms for _, terms in more])
+    assert len(drawn) == 1_700 and np.array_equal(drawn[:1_300], first)
+    nines = [(str(a).zfill(10) + str(b).zfill(10)).count("9") for a, b in drawn[1_300:].tolist()]
+    assert 10 < np.mean(nines) < 12  # 20 digits, each 9 with probability 1/2 + 1/20
+    assert np.array_equal(
+        nine_dense_pairs(WIDE, 5, np.random.default_rng(1)), nine_dense_pairs(WIDE, 5, np.random.default_rng(1))
+    )
+    small = ModelConfig(max_operand=5_000)
+    assert (nine_dense_pairs(small, 2_000, np.random.default_rng(2)) <= 5_000).all()  # out of range: redrawn
+    unsure = {tuple(row) for row in drawn[1_300::31].tolist()}
+    found = mine(scripted_probabilities(unsure, WIDE, []), WIDE, 1_000, seed=3, epoch=7, below=0.5, runs=300, nines=400)
+    assert {e.terms for e in found} == unsure
+
+
 def test_a_held_cycle_keeps_its_rate_where_a_finishing_one_would_restart():
     cycles = [first_cycle(40, 1e-2)]
     held = next_cycle(cycles, wrong=1, total=1000, epochs=40, learning_rate=1e-2, hold_rate=1e-5)

@@ -409,8 +409,9 @@ def test_a_clean_further_check_goes_on_beyond_and_the_run_is_the_same_until_then
     from adder.train.data import propagate_run_pairs
     from adder.train.model import Architecture
 
-    # each check: 5 blocks of its fresh draw, 10 continuing it, 1 of 100 runs; then 5 beyond, 1 of 50 runs
-    calls = script_suites_clean_and_fresh_draws(monkeypatch, 1, 500, wrong_block=17)  # beyond's first block
+    # each check: 5 blocks of its fresh draw, 10 continuing it, 1 of 100 runs; then beyond:
+    # 1 of 10 nine-dense pairs, 5 of the draw continued again, 1 of 50 more runs
+    calls = script_suites_clean_and_fresh_draws(monkeypatch, 1, 500, wrong_block=18)  # beyond's first uniform
     monkeypatch.setattr(suites, "CHUNK", 100)
     config = ModelConfig(max_operand=9_999)
     settings = fit_module.TrainSettings(
@@ -426,12 +427,12 @@ def test_a_clean_further_check_goes_on_beyond_and_the_run_is_the_same_until_then
         assert len(checked) == 1 and len(calls) == 16 and not any("beyond_check_wrong" in h for h in history)
         return
     assert [h["beyond_check_wrong"] for h in checked] == [1, 0] and history[0]["replay_pool"] == 1
-    assert len(calls) == 44
+    assert len(calls) == 46 and len(calls[16]) == 10
     whole = np.random.default_rng(suites.fresh_seed(4, 1)).integers(0, 10_000, size=(2000, 2))
-    assert np.array_equal(np.concatenate(calls[:15] + calls[16:21]), whole)  # one draw, continued twice
+    assert np.array_equal(np.concatenate(calls[:15] + calls[17:22]), whole)  # one draw, continued twice
     rng = np.random.default_rng([suites.fresh_seed(4, 1), suites.RUNS_STREAM])
     runs = [propagate_run_pairs(config, 100, rng), propagate_run_pairs(config, 50, rng)]  # the runs, continued
-    assert all(np.array_equal(calls[i], drawn) for i, drawn in zip((15, 21), runs))
+    assert all(np.array_equal(calls[i], drawn) for i, drawn in zip((15, 22), runs))
     assert "the next 500 pairs of that draw" in outcome.result.method
     assert "the next 50 pairs summing to 9 over a run with no carry into it" in outcome.result.method
 

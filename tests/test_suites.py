@@ -12,6 +12,7 @@ from adder.train.evaluate import Evaluation
 from adder.train.suites import (
     CHUNK,
     FURTHER_STEP,
+    NINES_STREAM,
     RUNS_STREAM,
     UNIFORM_SIZE,
     adderboard_pairs,
@@ -19,7 +20,7 @@ from adder.train.suites import (
     carry_chain_pairs,
     combined,
     confirmed,
-    confirmed_runs,
+    confirmed_drawn,
     evaluate_suites,
     repdigit_pairs,
     sparse_operands,
@@ -170,38 +171,44 @@ def test_runs_continued_are_the_same_draw_of_runs_past_its_first_blocks():
     whole = np.concatenate([propagate_run_pairs(WIDE, CHUNK, rng), propagate_run_pairs(WIDE, 300, rng)])
     target = tuple(whole[CHUNK + 299])
     predict = answers_all_but(target)
-    result = confirmed_runs(Evaluation("suites", 3), predict, WIDE, 4, size=300, skip=CHUNK)
+    result = confirmed_drawn(Evaluation("suites", 3), predict, WIDE, 4, size=300, skip=CHUNK)
     assert np.array_equal(np.concatenate(predict.asked), whole[CHUNK:])
     assert result.wrong == 1 and [q.terms for q in result.wrong_queries] == [target]
     group = "pairs summing to 9 over a run with no carry into it (numpy seed 4), pairs 100,001-100,300"
     assert result.groups == {group: {"total": 300, "wrong": 1}}
     assert result.method.endswith("plus the next 300 pairs summing to 9 over a run with no carry into it")
     with pytest.raises(ValueError, match="whole blocks of 100,000"):
-        confirmed_runs(Evaluation("suites"), predict, WIDE, 4, size=300, skip=CHUNK // 2)
+        confirmed_drawn(Evaluation("suites"), predict, WIDE, 4, size=300, skip=CHUNK // 2)
 
 
 @needs_training
 def test_the_beyond_stage_goes_on_from_a_clean_further_check_and_only_from_one():
-    from adder.train.fit import confirmed_beyond
+    from adder.train.data import nine_dense_pairs
+    from adder.train.fit import NINES_PER_BEYOND, confirmed_beyond
 
-    further = FURTHER_STEP
-    drawn = np.concatenate(list(uniform_blocks(WIDE, UNIFORM_SIZE + further + 700, seed=6)))
+    further, size = FURTHER_STEP, 1000
+    drawn = np.concatenate(list(uniform_blocks(WIDE, UNIFORM_SIZE + further + size, seed=6)))
     beyond = drawn[UNIFORM_SIZE + further :]
+    dense = nine_dense_pairs(WIDE, size // NINES_PER_BEYOND, np.random.default_rng([6, NINES_STREAM]))
     predict = answers_all_but(tuple(beyond[650]))
     entry = {"further_check_size": further, "further_check_wrong": 0}
-    result = confirmed_beyond(predict, WIDE, Evaluation("suites", 10), 6, entry, further, 700)
-    assert np.array_equal(np.concatenate(predict.asked[:1]), beyond)  # the uniform pairs, then 70 runs
-    assert sum(len(a) for a in predict.asked) == 770 and result.total == 780 and result.wrong == 1
-    assert entry == {"further_check_size": further, "further_check_wrong": 0, "beyond_check_size": 700,
+    result = confirmed_beyond(predict, WIDE, Evaluation("suites", 10), 6, entry, further, size)
+    assert np.array_equal(predict.asked[0], dense) and np.array_equal(predict.asked[1], beyond)  # then 100 runs
+    assert sum(len(a) for a in predict.asked) == 1120 and result.total == 1130 and result.wrong == 1
+    assert entry == {"further_check_size": further, "further_check_wrong": 0, "beyond_check_size": size,
                      "beyond_check_wrong": 1}  # fmt: skip
-    runs = "pairs summing to 9 over a run with no carry into it (numpy seed 6), pairs 100,001-100,070"
-    assert result.groups[runs] == {"total": 70, "wrong": 0}
+    runs = "pairs summing to 9 over a run with no carry into it (numpy seed 6), pairs 100,001-100,100"
+    assert result.groups[runs] == {"total": 100, "wrong": 0}
+    # wrong on a nine-dense pair: the stage stops there, its uniform pairs and runs not drawn
+    first = answers_all_but(tuple(dense[3]))
+    result = confirmed_beyond(first, WIDE, Evaluation("suites", 10), 6, {"further_check_wrong": 0}, further, size)
+    assert result.wrong == 1 and len(first.asked) == 1 and result.total == 10 + size // NINES_PER_BEYOND
     for already, entry in (
         (Evaluation("suites", 10, 1), {"further_check_wrong": 1}),  # a further check that was not clean
         (Evaluation("suites", 10), {}),  # none at all: no clean fresh draw to go on from
     ):
         fresh = answers_all_but()
-        assert confirmed_beyond(fresh, WIDE, already, 6, entry, further, 700) is already and fresh.asked == []
+        assert confirmed_beyond(fresh, WIDE, already, 6, entry, further, size) is already and fresh.asked == []
 
 
 TEN_DIGIT_QUERIES = ["9999999999+1", "0+0", "1234567890+9876543210", " 0009999999999 + 7 ", "5000000000+5000000000"]
@@ -271,6 +278,7 @@ def test_adder_eval_adds_propagate_runs_to_the_suites_when_asked(tmp_path, monke
         asked.append(terms.copy())
         values = terms.sum(axis=1)
         values[terms.sum(axis=1) == WIDE.max_operand] += 1  # wrong where a run covers all ten digits
+        values[(terms % 10 == 9).all(axis=1) & (terms > 10**9).all(axis=1)] += 1  # and on 9+9 units, ten digits
         return values, np.ones(len(terms), dtype=bool)
 
     predict.takes_blocks = True
@@ -284,3 +292,8 @@ def test_adder_eval_adds_propagate_runs_to_the_suites_when_asked(tmp_path, monke
     assert sum(len(t) for t in asked) == 2000 and all(nine_run(a, b) for t in asked for a, b in t.tolist())
     clean = CliRunner().invoke(cli.eval_app, [str(model), "--no-progress"])
     assert clean.exit_code == 0 and "summing to 9" not in clean.output
+    asked.clear()
+    dense = CliRunner().invoke(cli.eval_app, [str(model), "--no-progress", "--nines", "3000"])
+    assert dense.exit_code == 1 and "plus 3,000 pairs whose every digit is 9 with probability 1/2" in dense.output
+    nines = [(str(a).zfill(10) + str(b).zfill(10)).count("9") for t in asked for a, b in t.tolist()]
+    assert len(nines) == 3000 and 10 < np.mean(nines) < 12  # 9999999999 + 0 and the like are among them

@@ -847,6 +847,15 @@ def evaluate_models(
             max=100_000_000,
         ),
     ] = 0,
+    nines: Annotated[
+        int,
+        typer.Option(
+            help="With the verification suites: also this many pairs whose every digit is 9 with probability "
+            "1/2 (drawn with --uniform-seed): digit pairs summing to 18 and 9 side by side.",
+            min=0,
+            max=100_000_000,
+        ),
+    ] = 0,
 ) -> None:
     """Check every query of a model's domain (up to 50,000,000) and print what is wrong, overall
     and per slice.
@@ -872,7 +881,9 @@ def evaluate_models(
             )
             result = suites.combined(each)
             if runs:
-                result = suites.confirmed_runs(result, predict, config, uniform_seed, runs)
+                result = suites.confirmed_drawn(result, predict, config, uniform_seed, runs)
+            if nines:
+                result = suites.confirmed_drawn(result, predict, config, uniform_seed, nines, family="nines")
         else:
             result = evaluate(predict, config, progress=ProgressBar(path.name) if progress else None)
         seconds = time.perf_counter() - started

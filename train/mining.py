@@ -17,7 +17,7 @@ import numpy as np
 from adder.config import ModelConfig
 from adder.grammar import Expression, Shape
 from adder.train import suites
-from adder.train.data import dense_carry_pairs, expressions_of, propagate_run_pairs, sampled_blocks
+from adder.train.data import dense_carry_pairs, expressions_of, nine_dense_pairs, propagate_run_pairs, sampled_blocks
 
 MINE_STREAM = 2**31 + 1  # seed stream for mined draws, apart from epochs, the probe and the checks
 
@@ -40,6 +40,7 @@ def mine(
     epoch: int,
     below: float,
     runs: int = 0,
+    nines: int = 0,
 ) -> list[Expression]:
     """Of ``count`` queries drawn afresh for this epoch, those answered with a margin below ``below``.
 
@@ -47,8 +48,9 @@ def mine(
     uniformly drawn share of carrying digits (``data.dense_carry_pairs``): the wrong
     pairs a ten-digit run met were carry-dense. ``runs`` more are pairs summing to 9
     over a run with no carry into it (``data.propagate_run_pairs``), drawn after the
-    rest so that the others are the same draw with or without them. Right or wrong,
-    an unsure answer is mined.
+    rest so that the others are the same draw with or without them; ``nines`` more, drawn
+    after those, have every digit 9 with probability 1/2 (``data.nine_dense_pairs``).
+    Right or wrong, an unsure answer is mined.
     """
     rng = np.random.default_rng([seed, epoch, MINE_STREAM])
     dense = count // 2 if suites.applies(config) else 0
@@ -57,6 +59,8 @@ def mine(
         blocks.append((suites.SUM, dense_carry_pairs(config, dense, rng)))
     if runs and suites.applies(config):
         blocks.append((suites.SUM, propagate_run_pairs(config, runs, rng)))
+    if nines and suites.applies(config):
+        blocks.append((suites.SUM, nine_dense_pairs(config, nines, rng)))
     found: list[Expression] = []
     for shape, terms in blocks:
         unsure = margins(probabilities(shape, terms)) < below

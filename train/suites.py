@@ -18,7 +18,7 @@ import numpy as np
 
 from adder.config import ModelConfig
 from adder.grammar import Shape
-from adder.train.data import propagate_run_pairs
+from adder.train.data import nine_dense_pairs, propagate_run_pairs
 from adder.train.evaluate import Evaluation, by_blocks, tally
 
 ADDERBOARD_SEED = 2025
@@ -42,6 +42,11 @@ FRESH_SEEDS = 1_000_000  # a run's fresh draws: FRESH_SEEDS * (run seed + 1) + e
 PADDED_VARIANTS = 4  # carry chains with random non-carrying digits around them, per pattern
 CHUNK = 100_000
 RUNS_STREAM = 2**31 + 2  # seed stream of the propagate runs a verdict draws, apart from its uniform pairs
+NINES_STREAM = 2**31 + 3  # of the nine-dense pairs a verdict draws
+FAMILIES = {  # drawn families a verdict adds beside its uniform pairs: seed stream, how drawn, what
+    "runs": (RUNS_STREAM, propagate_run_pairs, "pairs summing to 9 over a run with no carry into it"),
+    "nines": (NINES_STREAM, nine_dense_pairs, "pairs whose every digit is 9 with probability 1/2"),
+}
 RUNS_PER_FURTHER = 10  # a further check's pairs of the fresh draw per propagate-run pair
 FURTHER_STEP = CHUNK * RUNS_PER_FURTHER  # a further check that a later stage continues: whole blocks of both
 SUM: Shape = (2, ("+",), ())  # the one shape the suites hold
@@ -198,18 +203,20 @@ def confirmed(
     return result
 
 
-def confirmed_runs(result: Evaluation, predict, config: ModelConfig, seed: int, size: int, skip: int = 0) -> Evaluation:
-    """The ``result``, with ``size`` pairs summing to 9 over a run with no carry into it
-    (adder.train.data.propagate_run_pairs), drawn under ``seed``, added as one more group;
-    with ``skip``, the same draw continued past its first ``skip`` pairs."""
+def confirmed_drawn(
+    result: Evaluation, predict, config: ModelConfig, seed: int, size: int, skip: int = 0, family: str = "runs"
+) -> Evaluation:
+    """The ``result``, with ``size`` pairs of a drawn ``family`` (``FAMILIES``) drawn under
+    ``seed``, added as one more group; with ``skip``, the same draw continued past its first
+    ``skip`` pairs."""
     if skip % CHUNK:
         raise ValueError(f"skip must be whole blocks of {CHUNK:,} pairs, got {skip:,}")
-    rng = np.random.default_rng([seed, RUNS_STREAM])
+    stream, draw, what = FAMILIES[family]
+    rng = np.random.default_rng([seed, stream])
     for _ in range(skip // CHUNK):  # drawn in the same blocks as the first group, so the stream goes on alike
-        propagate_run_pairs(config, CHUNK, rng)
-    blocks = ((SUM, propagate_run_pairs(config, min(CHUNK, size - start), rng)) for start in range(0, size, CHUNK))
+        draw(config, CHUNK, rng)
+    blocks = ((SUM, draw(config, min(CHUNK, size - start), rng)) for start in range(0, size, CHUNK))
     drawn = tally(by_blocks(predict), config, "every case", size, blocks)
-    what = "pairs summing to 9 over a run with no carry into it"
     if skip:
         result.add_group(f"{what} (numpy seed {seed}), pairs {skip + 1:,}-{skip + size:,}", drawn)
         result.method += f", plus the next {size:,} {what}"
