@@ -13,7 +13,10 @@ thousand. Each family is drawn with numpy under ``--seed``:
 - all nines: ``a + (9999999999 - a)``, every digit pair sums to 9 and none carries;
 - one chain: ``a + (10^10 - a)``, a single carry through every digit above a's lowest nonzero one;
 - runs of 9-sums: a run of 2-10 digit pairs summing to 9 from a random digit, random digits elsewhere;
-- digit counts: operands of uniformly drawn digit counts, 1 to 10 each.
+- digit counts: operands of uniformly drawn digit counts, 1 to 10 each;
+- nine-dense: every digit of both operands 9 with probability 1/2, else uniform, so digit
+  pairs summing to 18 and to 9 sit side by side (adder.train.data.nine_dense_pairs draws
+  the same way).
 
 Prints one row per family (wrong / pairs, and the first few wrong) and exits 1 if any is wrong.
 Needs only the runtime.
@@ -50,6 +53,8 @@ def families(count: int, rng: np.random.Generator) -> dict[str, tuple[np.ndarray
     low[widths == 1] = 0
     operands = low + (rng.random((2, count)) * (high - low)).astype(np.int64)
     drawn["digit counts: 1-10 digits each"] = (operands[0], operands[1])
+    digits = np.where(rng.random((count, 2, 10)) < 0.5, 9, rng.integers(0, 10, (count, 2, 10)))
+    drawn["nine-dense: each digit 9 with probability 1/2"] = (digits[:, 0] @ scale, digits[:, 1] @ scale)
     return drawn
 
 

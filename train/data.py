@@ -208,10 +208,11 @@ def nine_dense_pairs(config: ModelConfig, count: int, rng: np.random.Generator) 
 
     The wrong answers left in a wide model exact on its suites, on 20,000,000 fresh pairs
     and on runs of 9s (six of 50,000,000 further uniform pairs, one of 10,000,000 held out)
-    all sat in such digits: `8992991600+9957998426` (pair sums 17 18 14 9 18 18 9 10 2 6)
-    came out 18940990026 for 18950990026. Drawn like this, that model was wrong on 83 of
-    200,000, four thousand times its rate on uniform pairs. A pair out of the domain's
-    range is replaced by a uniform one.
+    each had a pair summing to 16 or more within three digits below the wrong one, and
+    only pairs summing to 9 or more between: `8992991600+9957998426` (pair sums 17 18 14
+    9 18 18 9 10 2 6) came out 18940990026 for 18950990026. Drawn like this, that model
+    was wrong on 86 of 200,000, four thousand times its rate on uniform pairs. A pair out
+    of the domain's range is replaced by a uniform one.
     """
     width = config.operand_width
     digits = np.where(rng.random((count, 2, width)) < 0.5, 9, rng.integers(0, 10, size=(count, 2, width)))
