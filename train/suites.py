@@ -194,13 +194,8 @@ def confirmed(
     drawn = uniform_blocks(config, skip + size, seed)
     blocks = ((SUM, block) for i, block in enumerate(drawn) if i >= skip // CHUNK)
     fresh = tally(by_blocks(predict), config, "every case", size, blocks)
-    if skip:  # the same draw, continued: its first ``skip`` pairs were another group
-        result.add_group(f"uniform pairs drawn afresh (numpy seed {seed}), pairs {skip + 1:,}-{skip + size:,}", fresh)
-        result.method += f", plus the next {size:,} pairs of that draw"
-    else:
-        result.add_group(f"uniform pairs drawn afresh (numpy seed {seed})", fresh)
-        result.method += f", plus {size:,} uniform pairs drawn afresh (numpy seed {seed})"
-    return result
+    group = f"uniform pairs drawn afresh (numpy seed {seed})"
+    return with_group(result, group, fresh, skip, first=group, then="pairs of that draw")
 
 
 def confirmed_drawn(
@@ -217,12 +212,18 @@ def confirmed_drawn(
         draw(config, CHUNK, rng)
     blocks = ((SUM, draw(config, min(CHUNK, size - start), rng)) for start in range(0, size, CHUNK))
     drawn = tally(by_blocks(predict), config, "every case", size, blocks)
+    return with_group(result, f"{what} (numpy seed {seed})", drawn, skip, first=what, then=what)
+
+
+def with_group(result: Evaluation, group: str, drawn: Evaluation, skip: int, first: str, then: str) -> Evaluation:
+    """``result`` with ``drawn`` added as ``group``; where ``skip`` pairs of the same draw came
+    before it (another group), the group names its pairs' place in the draw."""
     if skip:
-        result.add_group(f"{what} (numpy seed {seed}), pairs {skip + 1:,}-{skip + size:,}", drawn)
-        result.method += f", plus the next {size:,} {what}"
+        result.add_group(f"{group}, pairs {skip + 1:,}-{skip + drawn.total:,}", drawn)
+        result.method += f", plus the next {drawn.total:,} {then}"
     else:
-        result.add_group(f"{what} (numpy seed {seed})", drawn)
-        result.method += f", plus {size:,} {what}"
+        result.add_group(group, drawn)
+        result.method += f", plus {drawn.total:,} {first}"
     return result
 
 
