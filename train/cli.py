@@ -208,9 +208,10 @@ def train(
         int | None,
         option(
             "confirm_beyond",
-            "Once a verdict's --confirm-further pairs and runs are clean too, this many more pairs of the "
-            "same draw, and a tenth as many more runs, must be clean before the run stops exact; checked only "
-            "then, so a run going on past a clean further check is the run that stopped there.",
+            "Once a verdict's --confirm-further pairs and runs are clean too, a fiftieth as many pairs whose "
+            "every digit is 9 with probability 1/2, then this many more pairs of the same draw and a tenth as "
+            "many more runs, must be clean before the run stops exact; checked only then, so a run going on "
+            "past a clean further check is the run that stopped there. From then on mining draws such pairs too.",
         ),
     ] = None,
     replay_share: Annotated[

@@ -57,7 +57,7 @@ class TrainSettings:
     mine_sample: int = 0  # queries drawn afresh every finishing epoch to mine
     hold_rate: float = 0.0  # once the suites were clean, finishing cycles hold this rate (adder.train.policy)
     confirm_further: int = 0  # pairs more of the same fresh draw that must be right once its first ones are
-    confirm_beyond: int = 0  # pairs more again, drawn only once the further ones are right
+    confirm_beyond: int = 0  # pairs more again (nine-dense ones first), drawn only once the further ones are right
 
     BUDGET = ("max_epochs", "max_minutes")  # not part of a run's identity: a rerun may raise them
 
