@@ -28,7 +28,7 @@ later stage (``--confirm-beyond``) adds.
         --mine-margin 0.95 --mine-sample 400000 --hold-rate 1e-5 --confirm-further 10000000
 
     python benchmarks/checkpoint_from_model.py train/models/wide.keras runs/wide/wide.keras \
-        --confirm-beyond 50000000                              # the rest is the recipe's now
+        --confirm-beyond 50000000 --average-weights            # the rest is the recipe's now
 """
 
 from __future__ import annotations
@@ -42,12 +42,13 @@ from pathlib import Path
 
 # Settings that change nothing before a run's suites were first clean (adder.train.fit.mining_now, and the
 # hold rate, which only a run whose suites were clean uses), so a record without them is the current run's.
-LATER_SAFE = {"mine_margin", "mine_sample", "hold_rate", "confirm_further", "confirm_beyond"}
+LATER_SAFE = {"mine_margin", "mine_sample", "hold_rate", "confirm_further", "confirm_beyond", "average_weights"}
 # Settings that change nothing before a run's first clean fresh draw (adder.train.fit.confirmed_further).
 AFTER_FRESH = {"confirm_further"}
 # Settings that change nothing before a run's first clean further check (adder.train.fit.confirmed_beyond).
-AFTER_FURTHER = {"confirm_beyond"}
+AFTER_FURTHER = {"confirm_beyond", "average_weights"}
 COUNTS = {"mine_sample", "confirm_further", "confirm_beyond"}
+SWITCHES = {"average_weights"}
 
 
 def main() -> int:
@@ -56,7 +57,11 @@ def main() -> int:
     parser.add_argument("out", type=Path, help="the --out of the run to go on (its checkpoint is OUT.ckpt)")
     for name in sorted(LATER_SAFE):
         flag = "--" + name.replace("_", "-")
-        parser.add_argument(flag, type=float, help=f"as adder-train's {flag}: it must be given the same to resume")
+        same = f"as adder-train's {flag}: it must be given the same to resume"
+        if name in SWITCHES:
+            parser.add_argument(flag, action="store_true", default=None, help=same)
+        else:
+            parser.add_argument(flag, type=float, help=same)
     args = parser.parse_args()
 
     import keras

@@ -445,3 +445,87 @@ def test_a_run_confirms_further_and_mines_runs_only_once_a_fresh_draw_was_clean(
     assert not confirming(TrainSettings(confirm_further=100_000), dirty)
     assert confirming(TrainSettings(confirm_further=100_000), clean)
     assert not confirming(TrainSettings(), clean)
+
+
+@needs_training
+def test_averaged_weights_are_judged_once_a_run_goes_beyond_and_a_resumed_run_keeps_their_mean(tmp_path, monkeypatch):
+    """With ``average_weights``, the checks after a clean further check judge the mean of the
+    weights after each epoch since, and the run returns that mean; before it they judge the
+    model itself. Here the beyond stage's nine-dense pairs have one wrong at the first three
+    verdicts, so epochs 2-4 are averaged and the fourth verdict ends the run. A run broken
+    after epoch 2 and resumed ends with the same weights, to the bit."""
+    import adder.train.fit as fit_module
+    from adder.train import suites
+    from adder.train.evaluate import Evaluation
+    from adder.train.model import Architecture
+
+    monkeypatch.setattr(suites, "UNIFORM_SIZE", 500)
+    monkeypatch.setattr(suites, "CHUNK", 100)
+    config = ModelConfig(max_operand=9_999)
+    settings = fit_module.TrainSettings(
+        epochs=6, samples=200, check_every=1, check_sample=50, seed=4, confirm_further=1000, confirm_beyond=500,
+        average_weights=True,
+    )  # fmt: skip
+
+    original = fit_module.train_epoch
+
+    def run(out, nines, crash_after=0):
+        raw, judged = [], []
+
+        def scripted_check(model, config, sample=0, seed=2026, **drawn_shares):
+            judged.append(model.get_weights())
+            return Evaluation(f"sample of {sample:,}" if sample else "suites of 100 fixed cases", total=sample or 100)
+
+        def predictor(model, config):
+            def predict(shape, terms):
+                values = terms.sum(axis=1)
+                if len(terms) == 10:  # the beyond stage's nine-dense pairs: one wrong at each of three verdicts
+                    nines.append(1)
+                    values[: 1 if len(nines) <= 3 else 0] += 1
+                return values, np.ones(len(terms), dtype=bool)
+
+            predict.takes_blocks = True
+            return predict, "scripted"
+
+        def train_epoch(model, *args, **kwargs):
+            if crash_after and len(raw) == crash_after:
+                raise KeyboardInterrupt  # as a crash would, after the last checkpoint
+            loss = original(model, *args, **kwargs)
+            raw.append(model.get_weights())
+            return loss
+
+        monkeypatch.setattr(fit_module, "full_check", scripted_check)
+        monkeypatch.setattr(fit_module, "domain_predictor", predictor)
+        monkeypatch.setattr(fit_module, "answers_right", lambda model, codec, x, truth: np.ones(len(x), dtype=bool))
+        monkeypatch.setattr(fit_module, "train_epoch", train_epoch)
+        arch = Architecture((4,), (4,))
+        try:
+            model, history, outcome = fit_module.fit(
+                config, arch, settings, out, log=lambda _: None, stop_when_exact=True
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            return raw, judged, None, None
+        return raw, judged, model, history
+
+    raw, judged, model, history = run(tmp_path / "a.keras", [])
+    assert [h.get("averaged_epochs") for h in history] == [None, 1, 2, 3]
+    assert [h["beyond_check_wrong"] for h in history] == [1, 1, 1, 0]
+    # each epoch's checks judged the sampled model, then the verdict's: the model itself at epoch 1
+    assert all(np.array_equal(a, b) for a, b in zip(judged[0], raw[0]))
+    mean = [
+        np.mean([np.asarray(r[i], np.float64) for r in raw[1:]], axis=0).astype(np.float32) for i in range(len(raw[0]))
+    ]
+    assert all(np.array_equal(a, b) for a, b in zip(judged[-1], mean))  # the last verdict's: the mean of 2-4
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), mean))  # and the model returned
+    assert not all(np.array_equal(a, b) for a, b in zip(mean, raw[-1]))
+    # broken after epoch 2 (a mean of one epoch in its checkpoint), resumed: the same mean to the bit
+    nines = []
+    run(tmp_path / "b.keras", nines, crash_after=2)
+    assert (tmp_path / "b.keras.ckpt" / "mean.npz").exists()
+    _, _, resumed, resumed_history = run(tmp_path / "b.keras", nines)
+
+    def timeless(entries):
+        return [{k: v for k, v in h.items() if not k.endswith("_seconds")} for h in entries]
+
+    assert timeless(resumed_history) == timeless(history)
+    assert all(np.array_equal(a, b) for a, b in zip(resumed.get_weights(), model.get_weights()))

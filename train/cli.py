@@ -214,6 +214,14 @@ def train(
             "past a clean further check is the run that stopped there. From then on mining draws such pairs too.",
         ),
     ] = None,
+    average_weights: Annotated[
+        bool | None,
+        option(
+            "average_weights",
+            "Once a run goes beyond (--confirm-beyond), its checks and mining judge, and it writes, the mean "
+            "of its weights after each epoch since, while training goes on from its own weights.",
+        ),
+    ] = None,
     replay_share: Annotated[
         float | None,
         option(
@@ -333,7 +341,7 @@ def train(
         "large_operands": large_operands, "carry_chains": carry_chains,
         "sparse_operands": sparse_operands, "mine_margin": mine_margin, "mine_sample": mine_sample,
         "hold_rate": hold_rate, "confirm_further": confirm_further,
-        "confirm_beyond": confirm_beyond, "replay_share": replay_share,
+        "confirm_beyond": confirm_beyond, "average_weights": average_weights, "replay_share": replay_share,
         "check_every": check_every, "term_mix": term_mix,
         "check_sample": check_sample, "max_epochs": max_epochs, "max_minutes": max_minutes, "seed": seed,
     }  # fmt: skip
@@ -445,6 +453,7 @@ def train(
         ("--hold-rate", hold_rate),
         ("--confirm-further", confirm_further),
         ("--confirm-beyond", confirm_beyond),
+        ("--average-weights", average_weights),
     )
     for flag, value in given_later:  # given, not the recipe's
         if value and not judged_by_suites:
@@ -457,6 +466,8 @@ def train(
             f"--confirm-beyond continues the draw of --confirm-further, which must then be a positive multiple of "
             f"{suites.FURTHER_STEP:,} pairs, got {plan.confirm_further:,}"
         )
+    if plan.average_weights and not plan.confirm_beyond:
+        raise fail("--average-weights acts only once a run goes beyond, so it needs --confirm-beyond too")
     if init is not None and not init.is_file():
         raise fail(f"--init {init}: no such file")
     from adder.train.archive import WriteError, check_writable
@@ -495,6 +506,7 @@ def train(
         hold_rate=plan.hold_rate,
         confirm_further=plan.confirm_further,
         confirm_beyond=plan.confirm_beyond,
+        average_weights=plan.average_weights,
         replay_share=plan.replay_share,
         check_every=plan.check_every,
         term_weights=term_weights,

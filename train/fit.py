@@ -18,6 +18,7 @@ from adder.config import ModelConfig
 from adder.grammar import Expression, values_of
 from adder.train import suites
 from adder.train.archive import WriteError, save_keras, write_atomic
+from adder.train.averaging import WeightMean
 from adder.train.data import carry_pairs, draw_operands, encode_epoch, epoch_expressions, expressions_of, sampled_blocks
 from adder.train.distributed import Cluster, alone, file_fingerprint, predict_rows, same_everywhere
 from adder.train.evaluate import EXHAUSTIVE_LIMIT, Evaluation, evaluate, tally
@@ -58,6 +59,9 @@ class TrainSettings:
     hold_rate: float = 0.0  # once the suites were clean, finishing cycles hold this rate (adder.train.policy)
     confirm_further: int = 0  # pairs more of the same fresh draw that must be right once its first ones are
     confirm_beyond: int = 0  # pairs more again (nine-dense ones first), drawn only once the further ones are right
+    average_weights: bool = (
+        False  # once going beyond, checks judge the mean of the weights since (adder.train.averaging)
+    )
 
     BUDGET = ("max_epochs", "max_minutes")  # not part of a run's identity: a rerun may raise them
 
@@ -302,6 +306,14 @@ def confirmed_beyond(
     return result
 
 
+def averaged_model(model: keras.Model, mean: WeightMean) -> keras.Model:
+    """A copy of ``model`` holding ``mean``'s weights, with no optimizer: the model a run with
+    ``average_weights`` checks and ships, while training goes on with ``model``'s own."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(mean.weights())
+    return copy
+
+
 def going_beyond(settings: TrainSettings, history: list[dict]) -> bool:
     """Whether a further check of this run has been clean, so that its verdicts go on
     (``confirmed_beyond``) and its mining draws nine-dense pairs too. Until then a run with
@@ -329,8 +341,9 @@ class Checkpoint:
         self.model_path = self.dir / "last.keras"
         self.state_path = self.dir / "state.json"
         self.pool_path = self.dir / "replay.json"
+        self.mean_path = self.dir / "mean.npz"
 
-    def load(self, config: ModelConfig) -> tuple[keras.Model, int, ReplayPool] | None:
+    def load(self, config: ModelConfig) -> tuple[keras.Model, int, ReplayPool, WeightMean] | None:
         """The checkpoint to resume from, or None; a damaged one stops the run with a way out."""
         if not self.state_path.exists():
             return None
@@ -352,9 +365,10 @@ class Checkpoint:
             raise CheckpointError(f"{self.model_path} could not be loaded ({reason}); {afresh}") from None
         try:
             pool = ReplayPool.load(self.pool_path, config) if self.pool_path.exists() else ReplayPool()
+            mean = WeightMean.load(self.mean_path) if self.mean_path.exists() else WeightMean()
         except ValueError as exc:
             raise CheckpointError(f"{exc}; {afresh}") from None
-        return model, epochs_done, pool
+        return model, epochs_done, pool, mean
 
     def save(
         self,
@@ -365,6 +379,7 @@ class Checkpoint:
         pool: ReplayPool,
         seconds: float = 0.0,
         cycles: list[Cycle] = (),
+        mean: WeightMean | None = None,
     ) -> None:
         try:
             self.dir.mkdir(exist_ok=True)
@@ -373,6 +388,8 @@ class Checkpoint:
         with alone():  # only process 0 saves
             save_keras(model, config, self.model_path)
         pool.save(self.pool_path)
+        if mean is not None and mean.count:
+            mean.save(self.mean_path)
         state = {
             "identity": self.identity,
             "epochs_done": epochs_done,
@@ -454,8 +471,9 @@ def fit(
     codec = Codec(config)
     spent = 0.0  # seconds of earlier runs of this checkpoint, against --max-minutes
     cycles = [first_cycle(settings.epochs, settings.learning_rate)]
+    mean = WeightMean()
     if resumed:
-        model, start, pool = resumed
+        model, start, pool, mean = resumed
         history = checkpoint.history()
         spent = checkpoint.seconds()
         cycles = checkpoint.cycles() or cycles
@@ -495,7 +513,8 @@ def fit(
         if settings.max_minutes and spent + time.perf_counter() - began >= 60 * settings.max_minutes:
             log(f"stopping: the budget of {settings.max_minutes:g} minutes is spent, after epoch {epoch}")
             final = result if result is not None and result.is_verdict else None
-            return model, history, Outcome(final, False, f"the budget of {settings.max_minutes:g} minutes is spent")
+            judged = averaged_model(model, mean) if mean.count else model
+            return judged, history, Outcome(final, False, f"the budget of {settings.max_minutes:g} minutes is spent")
         cycle = cycles[-1]
         model.optimizer.learning_rate.assign(learning_rate_at(cycle, epoch, settings.schedule))
         expressions = epoch_expressions(
@@ -516,6 +535,10 @@ def fit(
         started = time.perf_counter()
         loss = train_epoch(model, x, y, settings.batch_size, cluster)
         seconds = time.perf_counter() - started
+        judged = model  # what the checks and mining judge, and what the run returns
+        if settings.average_weights and going_beyond(settings, history):
+            mean.add(model.get_weights())
+            judged = averaged_model(model, mean)
         probe_right = answers_right(model, codec, probe_x, probe_truth)
         probe_em = float(probe_right.mean())
         pool.add([probe[i] for i in np.flatnonzero(~probe_right).tolist()])
@@ -523,7 +546,7 @@ def fit(
         mining = mining_now(settings, cycle, history)
         runs = nines = 0
         if mining:
-            probabilities = probability_predictor(model, config)[0]
+            probabilities = probability_predictor(judged, config)[0]
             runs = settings.mine_sample // RUNS_PER_MINED if confirming(settings, history) else 0
             nines = settings.mine_sample // RUNS_PER_MINED if going_beyond(settings, history) else 0
             mined = mine(
@@ -534,12 +557,15 @@ def fit(
         entry["replay_pool"] = len(pool)
         if len(cycles) > 1:
             entry["cycle"] = len(cycles)
+        if judged is not model:
+            entry["averaged_epochs"] = mean.count
         history.append(entry)
         log(
             f"epoch {epoch + 1}/{last_epoch}: {seconds:.1f} s, loss {loss:.5f}, "
             f"exact-match on {PROBE_SIZE:,} probe queries {100 * probe_em:.2f}%, "
             + (f"{len(mined):,} of {settings.mine_sample + runs + nines:,} fresh answers unsure, " if mining else "")
             + f"replay pool {len(pool):,}"
+            + (f", judged as the mean of the last {mean.count:,} epochs' weights" if judged is not model else "")
         )
         scheduled = settings.check_every and (epoch + 1) % settings.check_every == 0
         probe_due = (  # without a schedule, a probe that is all right calls for a full check
@@ -554,7 +580,7 @@ def fit(
             last_full_check = epoch + 1
             started = time.perf_counter()
             result = full_check(
-                model,
+                judged,
                 config,
                 settings.check_sample,
                 settings.seed * 100_003 + epoch + 1,
@@ -564,10 +590,10 @@ def fit(
             if not result.is_verdict:  # a sampled check: the pool keeps what is still wrong, plus its finds
                 pooled = pool.queries
                 pooled_x, pooled_truth = codec.encode_expressions(pooled), values_of(pooled)
-                still = ~answers_right(model, codec, pooled_x, pooled_truth)
+                still = ~answers_right(judged, codec, pooled_x, pooled_truth)
                 known_wrong = int(still.sum())
                 if mining:  # mined queries stay while they are unsure, right or not
-                    still |= ~answers_sure(model, codec, pooled_x, pooled_truth, settings.mine_margin)
+                    still |= ~answers_sure(judged, codec, pooled_x, pooled_truth, settings.mine_margin)
                 pool.reset([q for q, keep in zip(pooled, still.tolist()) if keep])
                 pool.add(result.wrong_queries)
                 entry.update(sample_check_wrong=result.wrong, sample_check_total=result.total)
@@ -581,11 +607,11 @@ def fit(
                 finishing = cycle_end and result.wrong <= NEAR * result.total
                 checkable = config.domain_size <= EXHAUSTIVE_LIMIT or suites.applies(config)
                 if stop_when_exact and (clean or finishing) and checkable:
-                    result = full_check(model, config)
+                    result = full_check(judged, config)
             if stop_when_exact:
                 fresh = suites.fresh_seed(settings.seed, epoch + 1)
                 result = confirmed_afresh(
-                    model, config, result, fresh, entry, settings.confirm_further, settings.confirm_beyond
+                    judged, config, result, fresh, entry, settings.confirm_further, settings.confirm_beyond
                 )
             if result.is_verdict:
                 pool.reset(result.wrong_queries)
@@ -606,14 +632,15 @@ def fit(
                 f"epochs {cycles[-1].start + 1}-{cycles[-1].end}, peak learning rate {cycles[-1].peak:.2g}"
             )
         if cluster.writer:
-            checkpoint.save(model, config, epoch + 1, history, pool, spent + time.perf_counter() - began, cycles)
+            checkpoint.save(model, config, epoch + 1, history, pool, spent + time.perf_counter() - began, cycles, mean)
         if stop_when_exact and exact:
             log(f"stopping early: exact on the whole domain after epoch {epoch + 1}")
-            return model, history, Outcome(result, True, f"exact after epoch {epoch + 1}")
+            return judged, history, Outcome(result, True, f"exact after epoch {epoch + 1}")
     final = result if result is not None and result.is_verdict else None
+    judged = averaged_model(model, mean) if mean.count else model
     if not stop_when_exact:
-        return model, history, Outcome(final, bool(final and final.wrong == 0), f"{last_epoch} epochs done")
-    return model, history, Outcome(final, False, f"the budget of {last_epoch} epochs is spent")
+        return judged, history, Outcome(final, bool(final and final.wrong == 0), f"{last_epoch} epochs done")
+    return judged, history, Outcome(final, False, f"the budget of {last_epoch} epochs is spent")
 
 
 def probe_expressions(config: ModelConfig, seed: int) -> list[Expression]:

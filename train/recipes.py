@@ -80,6 +80,7 @@ class Recipe:
     hold_rate: float = 0.0
     confirm_further: int = 0  # more pairs of a clean fresh draw that must be right too (adder.train.fit)
     confirm_beyond: int = 0  # more again, once the further pairs are right (adder.train.fit.confirmed_beyond)
+    average_weights: bool = False  # once going beyond, judge the mean of the weights since (adder.train.averaging)
     replay_share: float = 0.25
     check_every: int = 5
     term_mix: str = ""
