@@ -565,7 +565,7 @@ def fit(
             f"exact-match on {PROBE_SIZE:,} probe queries {100 * probe_em:.2f}%, "
             + (f"{len(mined):,} of {settings.mine_sample + runs + nines:,} fresh answers unsure, " if mining else "")
             + f"replay pool {len(pool):,}"
-            + (f", judged as the mean of the last {mean.count:,} epochs' weights" if judged is not model else "")
+            + (f", judged as the mean of epochs {epoch + 2 - mean.count}-{epoch + 1}" if judged is not model else "")
         )
         scheduled = settings.check_every and (epoch + 1) % settings.check_every == 0
         probe_due = (  # without a schedule, a probe that is all right calls for a full check
