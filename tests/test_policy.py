@@ -70,6 +70,7 @@ def test_each_shipped_model_was_trained_by_its_recipe_and_its_command_names_it(r
         "hold_rate",
         "confirm_further",
         "confirm_beyond",
+        "average_weights",
     }
     assert recipe | later == RECIPES[name].with_overrides(seed=recipe["seed"]).to_dict()
     method = training["evaluation"]["method"]
