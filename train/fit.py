@@ -59,9 +59,7 @@ class TrainSettings:
     hold_rate: float = 0.0  # once the suites were clean, finishing cycles hold this rate (adder.train.policy)
     confirm_further: int = 0  # pairs more of the same fresh draw that must be right once its first ones are
     confirm_beyond: int = 0  # pairs more again (nine-dense ones first), drawn only once the further ones are right
-    average_weights: bool = (
-        False  # once going beyond, checks judge the mean of the weights since (adder.train.averaging)
-    )
+    average_weights: bool = False  # once going beyond, judge the mean of the weights since (train.averaging)
 
     BUDGET = ("max_epochs", "max_minutes")  # not part of a run's identity: a rerun may raise them
 
