@@ -304,10 +304,11 @@ def confirmed_beyond(
     return result
 
 
-def averaged_model(model: keras.Model, mean: WeightMean) -> keras.Model:
+def averaged_model(model: keras.Model, mean: WeightMean, copy: keras.Model | None = None) -> keras.Model:
     """A copy of ``model`` holding ``mean``'s weights, with no optimizer: the model a run with
-    ``average_weights`` checks and ships, while training goes on with ``model``'s own."""
-    copy = keras.models.clone_model(model)
+    ``average_weights`` checks and ships, while training goes on with ``model``'s own. An
+    earlier ``copy`` is given the new mean rather than built again every epoch."""
+    copy = keras.models.clone_model(model) if copy is None else copy
     copy.set_weights(mean.weights())
     return copy
 
@@ -501,6 +502,11 @@ def fit(
         if stop_when_exact and result.wrong == 0:
             log("stopping: the starting model is already exact on the whole domain")
             return model, history, Outcome(result, True, "the starting model is exact")
+    averaged = averaged_model(model, mean) if mean.count else None  # the mean's model, once there is a mean
+
+    def judged_model() -> keras.Model:  # what the checks and mining judge, and what the run returns
+        return model if averaged is None else averaged
+
     probe = probe_expressions(config, settings.seed)
     probe_x, probe_truth = codec.encode_expressions(probe), values_of(probe)  # once, not every epoch
     last_full_check = -FULL_CHECK_EVERY
@@ -511,8 +517,8 @@ def fit(
         if settings.max_minutes and spent + time.perf_counter() - began >= 60 * settings.max_minutes:
             log(f"stopping: the budget of {settings.max_minutes:g} minutes is spent, after epoch {epoch}")
             final = result if result is not None and result.is_verdict else None
-            judged = averaged_model(model, mean) if mean.count else model
-            return judged, history, Outcome(final, False, f"the budget of {settings.max_minutes:g} minutes is spent")
+            reason = f"the budget of {settings.max_minutes:g} minutes is spent"
+            return judged_model(), history, Outcome(final, False, reason)
         cycle = cycles[-1]
         model.optimizer.learning_rate.assign(learning_rate_at(cycle, epoch, settings.schedule))
         expressions = epoch_expressions(
@@ -533,10 +539,10 @@ def fit(
         started = time.perf_counter()
         loss = train_epoch(model, x, y, settings.batch_size, cluster)
         seconds = time.perf_counter() - started
-        judged = model  # what the checks and mining judge, and what the run returns
         if settings.average_weights and going_beyond(settings, history):
             mean.add(model.get_weights())
-            judged = averaged_model(model, mean)
+            averaged = averaged_model(model, mean, averaged)
+        judged = judged_model()
         probe_right = answers_right(model, codec, probe_x, probe_truth)
         probe_em = float(probe_right.mean())
         pool.add([probe[i] for i in np.flatnonzero(~probe_right).tolist()])
@@ -635,7 +641,7 @@ def fit(
             log(f"stopping early: exact on the whole domain after epoch {epoch + 1}")
             return judged, history, Outcome(result, True, f"exact after epoch {epoch + 1}")
     final = result if result is not None and result.is_verdict else None
-    judged = averaged_model(model, mean) if mean.count else model
+    judged = judged_model()
     if not stop_when_exact:
         return judged, history, Outcome(final, bool(final and final.wrong == 0), f"{last_epoch} epochs done")
     return judged, history, Outcome(final, False, f"the budget of {last_epoch} epochs is spent")
