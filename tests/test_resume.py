@@ -105,3 +105,64 @@ def test_same_seed_same_machine_gives_the_same_model(tmp_path):
         subprocess.run([*TRAIN, *args, "--out", str(out)], check=True, capture_output=True, timeout=300)
         weights.append(load_keras(out)[0].get_weights())
     assert all((a == b).all() for a, b in zip(*weights))
+
+
+def crash_in_checkpoint(monkeypatch, where: str, at_save: int) -> None:
+    """Kill the run, as SIGKILL would, inside its ``at_save``-th checkpoint: after the model is
+    written but before the replay pool (``between files``), or after the model has been moved
+    into place but before the rest (``while moving``)."""
+    import os
+
+    from adder.train.replay import ReplayPool
+
+    saves = []
+    pool_save, replace = ReplayPool.save, os.replace
+
+    def counting_save(self, path):
+        saves.append(path)
+        if where == "between files" and len(saves) == at_save:
+            raise KeyboardInterrupt
+        pool_save(self, path)
+
+    def moving(src, dst):
+        if where == "while moving" and len(saves) == at_save and str(src).endswith("next/replay.json"):
+            raise KeyboardInterrupt
+        replace(src, dst)
+
+    monkeypatch.setattr(ReplayPool, "save", counting_save)
+    monkeypatch.setattr(os, "replace", moving)
+
+
+@pytest.mark.parametrize("where", ["between files", "while moving"])
+def test_a_run_killed_inside_a_checkpoint_resumes_from_one_whole_epoch_to_the_same_weights(
+    tmp_path, monkeypatch, where
+):
+    """A checkpoint is several files; a kill while they are written must never pair one
+    epoch's model with another epoch's state (the resume would quietly retrain an epoch from
+    the wrong weights). Killed inside the second epoch's save, the resumed run ends with the
+    weights of a run never killed, to the bit."""
+    import numpy as np
+
+    from adder.config import ModelConfig
+    from adder.train import fit as fit_module
+    from adder.train.model import Architecture
+
+    config = ModelConfig(max_operand=9)
+    settings = fit_module.TrainSettings(epochs=3, samples=256, batch_size=32, seed=5)
+
+    def train(out):
+        model, history, _ = fit_module.fit(config, Architecture((8,), (8,)), settings, out, log=lambda _: None)
+        return model.get_weights(), [h["loss"] for h in history]
+
+    whole, losses = train(tmp_path / "a.keras")
+    with monkeypatch.context() as patch:
+        crash_in_checkpoint(patch, where, at_save=2)
+        with pytest.raises(KeyboardInterrupt):
+            train(tmp_path / "b.keras")
+    ckpt = tmp_path / "b.keras.ckpt"
+    assert json.loads((ckpt / "state.json").read_text())["epochs_done"] == 1  # the first epoch's, in place
+    assert (ckpt / "next").exists()  # the second epoch's save, cut off
+    resumed, resumed_losses = train(tmp_path / "b.keras")
+    assert resumed_losses == losses
+    assert all(np.array_equal(a, b) for a, b in zip(resumed, whole))
+    assert not (ckpt / "next").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -332,15 +333,53 @@ class CheckpointError(Exception):
 
 
 class Checkpoint:
-    """The last completed epoch's model and optimizer state, plus what run it belongs to."""
+    """The last completed epoch's model and optimizer state, plus what run it belongs to.
+
+    It is four files, and a kill between writing two of them would pair one epoch's model
+    with the state of the epoch before: a resume would then silently retrain an epoch from
+    the wrong weights. So each save writes all of them into ``next/`` first, ``state.json``
+    last, and only then moves them into place, ``state.json`` last again. While
+    ``next/state.json`` exists, the files still in ``next/`` are the checkpoint's (a save
+    cut off while moving them is read as the complete new epoch, and the next save ends
+    the move); without it, ``next/`` is an unfinished save and is ignored.
+    """
+
+    FILES = ("last.keras", "replay.json", "mean.npz", "state.json")  # state.json last: it commits a save
 
     def __init__(self, out: Path, identity: dict) -> None:
         self.dir = checkpoint_dir(out)
         self.identity = identity
-        self.model_path = self.dir / "last.keras"
-        self.state_path = self.dir / "state.json"
-        self.pool_path = self.dir / "replay.json"
-        self.mean_path = self.dir / "mean.npz"
+        self.staging = self.dir / "next"
+
+    def _path(self, name: str) -> Path:
+        staged = self.staging / name
+        if (self.staging / "state.json").exists() and staged.exists():
+            return staged
+        return self.dir / name
+
+    @property
+    def model_path(self) -> Path:
+        return self._path("last.keras")
+
+    @property
+    def state_path(self) -> Path:
+        return self._path("state.json")
+
+    @property
+    def pool_path(self) -> Path:
+        return self._path("replay.json")
+
+    @property
+    def mean_path(self) -> Path:
+        return self._path("mean.npz")
+
+    def _settle(self) -> None:
+        """Move a committed save from ``next/`` into place; drop an uncommitted one."""
+        if (self.staging / "state.json").exists():
+            for name in self.FILES:
+                if (self.staging / name).exists():
+                    os.replace(self.staging / name, self.dir / name)
+        shutil.rmtree(self.staging, ignore_errors=True)
 
     def load(self, config: ModelConfig) -> tuple[keras.Model, int, ReplayPool, WeightMean] | None:
         """The checkpoint to resume from, or None; a damaged one stops the run with a way out."""
@@ -382,13 +421,15 @@ class Checkpoint:
     ) -> None:
         try:
             self.dir.mkdir(exist_ok=True)
+            self._settle()
+            self.staging.mkdir()
         except OSError as exc:
             raise WriteError(f"cannot write {self.dir}: {exc.strerror or exc}") from None
         with alone():  # only process 0 saves
-            save_keras(model, config, self.model_path)
-        pool.save(self.pool_path)
+            save_keras(model, config, self.staging / "last.keras")
+        pool.save(self.staging / "replay.json")
         if mean is not None and mean.count:
-            mean.save(self.mean_path)
+            mean.save(self.staging / "mean.npz")
         state = {
             "identity": self.identity,
             "epochs_done": epochs_done,
@@ -396,7 +437,11 @@ class Checkpoint:
             "cycles": [c.to_dict() for c in cycles],
             "history": history,
         }
-        write_atomic(self.state_path, lambda tmp: tmp.write_text(json.dumps(state, indent=2)))
+        write_atomic(self.staging / "state.json", lambda tmp: tmp.write_text(json.dumps(state, indent=2)))
+        try:
+            self._settle()
+        except OSError as exc:
+            raise WriteError(f"cannot write {self.dir}: {exc.strerror or exc}") from None
 
     def history(self) -> list:
         if not self.state_path.exists():
