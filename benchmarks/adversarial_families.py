@@ -16,10 +16,16 @@ thousand. Each family is drawn with numpy under ``--seed``:
 - digit counts: operands of uniformly drawn digit counts, 1 to 10 each;
 - nine-dense: every digit of both operands 9 with probability 1/2, else uniform, so digit
   pairs summing to 18 and to 9 sit side by side (adder.train.data.nine_dense_pairs draws
-  the same way).
+  the same way);
+- carry-dense: the share of digits that carry drawn uniformly per pair
+  (adder.train.data.dense_carry_pairs), and uniform pairs, for scale. Drawn last, so the
+  families above are the same pairs under a seed as before these two were added.
 
 Prints one row per family (wrong / pairs, and the first few wrong) and exits 1 if any is wrong.
-Needs only the runtime.
+``--unsure`` adds a column of answers, right or wrong, whose weakest digit wins over its
+runner-up by less than 0.95 in probability (adder.train.mining.margins, the margin mining
+uses): where two near-exact models are both right on every pair drawn, these tell them
+apart. Needs only the runtime.
 """
 
 from __future__ import annotations
@@ -30,11 +36,16 @@ import time
 import numpy as np
 
 from adder import Adder
+from adder.codec import Codec
+from adder.train import suites
+from adder.train.data import dense_carry_pairs
+from adder.train.mining import margins
 
 TOP = 9_999_999_999
+UNSURE = 0.95
 
 
-def families(count: int, rng: np.random.Generator) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def families(config, count: int, rng: np.random.Generator) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     drawn = {}
     a = rng.integers(0, TOP + 1, count)
     drawn["all nines: a + (9999999999 - a)"] = (a, TOP - a)
@@ -55,7 +66,16 @@ def families(count: int, rng: np.random.Generator) -> dict[str, tuple[np.ndarray
     drawn["digit counts: 1-10 digits each"] = (operands[0], operands[1])
     digits = np.where(rng.random((count, 2, 10)) < 0.5, 9, rng.integers(0, 10, (count, 2, 10)))
     drawn["nine-dense: each digit 9 with probability 1/2"] = (digits[:, 0] @ scale, digits[:, 1] @ scale)
+    pairs = dense_carry_pairs(config, count, rng)
+    drawn["carry-dense: share of carrying digits uniform"] = (pairs[:, 0], pairs[:, 1])
+    pairs = rng.integers(0, TOP + 1, (count, 2))
+    drawn["uniform"] = (pairs[:, 0], pairs[:, 1])
     return drawn
+
+
+def unsure(adder: Adder, a: np.ndarray, b: np.ndarray) -> int:
+    probabilities = adder.predict_tensor(Codec(adder.config).encode_shape(suites.SUM, np.stack([a, b], axis=1)))
+    return int((margins(probabilities) < UNSURE).sum())
 
 
 def main() -> int:
@@ -63,16 +83,18 @@ def main() -> int:
     parser.add_argument("model", help="a shipped model's name (wide) or an .onnx file of two ten-digit terms")
     parser.add_argument("--pairs", type=int, default=200_000, help="pairs drawn per family")
     parser.add_argument("--seed", type=int, default=99, help="numpy seed of the draws")
+    parser.add_argument("--unsure", action="store_true", help=f"also count answers with a margin below {UNSURE}")
     args = parser.parse_args()
     adder = Adder(args.model)
     if adder.config.max_operand != TOP or adder.config.operators != "+":
         parser.error(f"{args.model} is not a ten-digit adder: {adder.config.describe()}")
     rng = np.random.default_rng(args.seed)
     print(f"{args.model}: {args.pairs:,} pairs a family, numpy seed {args.seed}\n")
-    print("| family | wrong | pairs | seconds | first wrong (query = sum, model says) |")
-    print("| --- | ---: | ---: | ---: | --- |")
+    extra = (f" unsure (< {UNSURE}) |", " ---: |") if args.unsure else ("", "")
+    print(f"| family | wrong |{extra[0]} pairs | seconds | first wrong (query = sum, model says) |")
+    print(f"| --- | ---: |{extra[1]} ---: | ---: | --- |")
     failed = False
-    for name, (a, b) in families(args.pairs, rng).items():
+    for name, (a, b) in families(adder.config, args.pairs, rng).items():
         queries = [f"{x}+{y}" for x, y in zip(a.tolist(), b.tolist())]
         started = time.perf_counter()
         answers = adder.batch(queries)
@@ -80,7 +102,8 @@ def main() -> int:
         truth = (a + b).tolist()
         wrong = [(q, t, g) for q, t, g in zip(queries, truth, answers) if g != t]
         shown = ", ".join(f"`{q}` = {t}, says {g}" for q, t, g in wrong[:2])
-        print(f"| {name} | {len(wrong):,} | {len(queries):,} | {seconds:.0f} | {shown} |", flush=True)
+        doubtful = f" {unsure(adder, a, b):,} |" if args.unsure else ""
+        print(f"| {name} | {len(wrong):,} |{doubtful} {len(queries):,} | {seconds:.0f} | {shown} |", flush=True)
         failed |= bool(wrong)
     return 1 if failed else 0
 
