@@ -357,21 +357,10 @@ class Checkpoint:
             return staged
         return self.dir / name
 
-    @property
-    def model_path(self) -> Path:
-        return self._path("last.keras")
-
-    @property
-    def state_path(self) -> Path:
-        return self._path("state.json")
-
-    @property
-    def pool_path(self) -> Path:
-        return self._path("replay.json")
-
-    @property
-    def mean_path(self) -> Path:
-        return self._path("mean.npz")
+    model_path = property(lambda self: self._path("last.keras"))
+    pool_path = property(lambda self: self._path("replay.json"))
+    mean_path = property(lambda self: self._path("mean.npz"))
+    state_path = property(lambda self: self._path("state.json"))
 
     def _settle(self) -> None:
         """Move a committed save from ``next/`` into place; drop an uncommitted one."""
