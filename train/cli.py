@@ -467,7 +467,10 @@ def train(
             f"{suites.FURTHER_STEP:,} pairs, got {plan.confirm_further:,}"
         )
     if plan.average_weights and not plan.confirm_beyond:
-        raise fail("--average-weights acts only once a run goes beyond, so it needs --confirm-beyond too")
+        raise fail(
+            "--average-weights acts only once a run goes beyond, so it needs --confirm-beyond too "
+            "(or --no-average-weights)"
+        )
     if init is not None and not init.is_file():
         raise fail(f"--init {init}: no such file")
     from adder.train.archive import WriteError, check_writable

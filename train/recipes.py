@@ -142,7 +142,9 @@ RECIPES: dict[str, Recipe] = {
     # chains. Once the suites are clean, only a few fresh pairs in ten million are wrong:
     # mining unsure answers and a held rate finish it, where restarting cycles trade
     # one wrong pair for another. Once a fresh draw is clean, 10,000,000 more of it and
-    # runs of 9s with no carry into them must be too (adder.train.fit.confirmed_further).
+    # runs of 9s with no carry into them must be too (adder.train.fit.confirmed_further),
+    # then nine-dense pairs and 50,000,000 more (confirmed_beyond); from there on the run
+    # judges, mines with and writes the mean of its weights (adder.train.averaging).
     "wide": Recipe(
         largest=9_999_999_999,
         arch="128/128",
@@ -159,6 +161,8 @@ RECIPES: dict[str, Recipe] = {
         mine_sample=400_000,
         hold_rate=1e-5,
         confirm_further=10_000_000,
+        confirm_beyond=50_000_000,
+        average_weights=True,
         max_epochs=1000,
     ),
 }
