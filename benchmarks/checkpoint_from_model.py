@@ -27,8 +27,9 @@ later stage (``--confirm-beyond``) adds.
     python benchmarks/checkpoint_from_model.py wide470.keras runs/wide/wide.keras \
         --mine-margin 0.95 --mine-sample 400000 --hold-rate 1e-5 --confirm-further 10000000
 
-    python benchmarks/checkpoint_from_model.py train/models/wide.keras runs/wide/wide.keras \
-        --confirm-beyond 50000000 --average-weights            # the rest is the recipe's now
+    git show e1cf17c:train/models/wide.keras > wide500.keras; git show e1cf17c:train/models/wide.json > wide500.json
+    python benchmarks/checkpoint_from_model.py wide500.keras runs/wide/wide.keras \
+        --confirm-beyond 50000000 --average-weights            # the epoch-500 model, gone on to 570
 """
 
 from __future__ import annotations

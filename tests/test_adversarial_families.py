@@ -25,12 +25,28 @@ def rows(stdout: str) -> dict[str, list[int]]:
     return found
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), "wide", *args], capture_output=True, text=True, timeout=600)
+def run(model: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), model, *args], capture_output=True, text=True, timeout=600)
+
+
+def unsure_recounted(model: str, pairs: int, seed: int) -> dict[str, int]:
+    """Per family, answers whose weakest output step wins by less than 0.95, counted here from the
+    probabilities of the script's own draws under the same seed."""
+    spec = importlib.util.spec_from_file_location("adversarial_families", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    adder = Adder(model)
+    counts = {}
+    for name, (a, b) in script.families(adder.config, pairs, np.random.default_rng(seed)).items():
+        probabilities = adder.predict_tensor(Codec(adder.config).encode_shape(suites.SUM, np.stack([a, b], axis=1)))
+        top = np.sort(probabilities, axis=-1)
+        counts[name] = int(((top[..., -1] - top[..., -2]).min(axis=-1) < 0.95).sum())
+    return counts
 
 
 def test_every_family_is_drawn_and_unsure_answers_are_counted_without_changing_the_draws():
-    plain, counted = run("--pairs", "3000", "--seed", "5"), run("--pairs", "3000", "--seed", "5", "--unsure")
+    plain = run("wide", "--pairs", "3000", "--seed", "5")
+    counted = run("wide", "--pairs", "3000", "--seed", "5", "--unsure")
     assert plain.stderr == counted.stderr == ""
     before, after = rows(plain.stdout), rows(counted.stdout)
     assert list(before) == list(after) and len(before) == 7 and "uniform" in before
@@ -38,16 +54,14 @@ def test_every_family_is_drawn_and_unsure_answers_are_counted_without_changing_t
     assert [r[0] for r in before.values()] == [r[0] for r in after.values()]  # the same pairs, the same wrong
     wrong = sum(r[0] for r in before.values())
     assert plain.returncode == counted.returncode == (1 if wrong else 0)
-    # the column counts answers whose weakest output step wins by less than 0.95, recounted here from the
-    # probabilities of the same draws (the script's families under the same seed)
-    spec = importlib.util.spec_from_file_location("adversarial_families", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    adder = Adder("wide")
-    drawn = script.families(adder.config, 3000, np.random.default_rng(5))
-    assert list(drawn) == list(after)
-    for name, (a, b) in drawn.items():
-        probabilities = adder.predict_tensor(Codec(adder.config).encode_shape(suites.SUM, np.stack([a, b], axis=1)))
-        top = np.sort(probabilities, axis=-1)
-        weakest = (top[..., -1] - top[..., -2]).min(axis=-1)
-        assert after[name][1] == int((weakest < 0.95).sum()), name
+    assert {name: r[1] for name, r in after.items()} == unsure_recounted("wide", 3000, 5)
+
+
+def test_a_barely_trained_model_is_wrong_and_unsure_where_the_column_says(tiny_wide_model):
+    onnx = str(tiny_wide_model[1])
+    result = run(onnx, "--pairs", "500", "--seed", "3", "--unsure")
+    assert result.returncode == 1 and result.stderr == ""
+    found = rows(result.stdout)
+    assert len(found) == 7 and all(r[2] == 500 for r in found.values())
+    unsure = {name: r[1] for name, r in found.items()}
+    assert unsure == unsure_recounted(onnx, 500, 3) and sum(unsure.values()) > 0

@@ -49,7 +49,8 @@ EXPORT = [sys.executable, "-c", "from adder.export.cli import main; main()"]
             "which must then be a positive multiple of 1,000,000 pairs, got 0",
         ),
         (["--average-weights"], "--average-weights acts only once fixed suites judge the domain"),
-        (["--recipe", "wide", "--confirm-beyond", "0"], "--average-weights acts only once a run goes beyond"),
+        (["--recipe", "wide", "--confirm-beyond", "0"], "needs --confirm-beyond too (or --no-average-weights)"),
+        (["--largest", "9999999999", "--average-weights"], "--average-weights acts only once a run goes beyond"),
     ],
 )
 def test_bad_training_options_are_refused_in_one_line(tmp_path, args, message):
