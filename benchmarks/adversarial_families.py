@@ -3,7 +3,7 @@
     python benchmarks/adversarial_families.py wide                # 200,000 pairs a family, seed 99
     python benchmarks/adversarial_families.py wide.onnx --pairs 1000000 --seed 5
 
-The fixed suites (adder.train.suites) hold carry chains: a digit pair that carries, and
+The fixed suites (adder.eval.suites) hold carry chains: a digit pair that carries, and
 pairs summing to 9 above it. Their other half is a run of digit pairs summing to 9 with
 nothing carrying into it: every answer digit in and above the run hangs on the absence
 of a carry far below. Of uniform pairs about one in 20,000 holds such a run of five
@@ -37,8 +37,8 @@ import numpy as np
 
 from adder import Adder
 from adder.codec import Codec
-from adder.train import suites
-from adder.train.data import dense_carry_pairs
+from adder.eval import suites
+from adder.eval.draws import dense_carry_pairs
 from adder.train.mining import margins
 
 TOP = 9_999_999_999

@@ -23,9 +23,9 @@ import numpy as np
 
 from adder import Adder
 from adder.grammar import shape_text, shape_values
-from adder.train import suites  # numpy only, like the rest: installed with the runtime, no extra needed
-from adder.train.data import domain_blocks
-from adder.train.evaluate import EXHAUSTIVE_LIMIT
+from adder.eval import suites  # numpy only, like the rest: installed with the runtime, no extra needed
+from adder.eval.domain import domain_blocks
+from adder.eval.evaluate import EXHAUSTIVE_LIMIT
 
 
 def blocks(config, seed=suites.UNIFORM_SEED):

@@ -30,8 +30,8 @@ from adder import Adder, ModelError
 from adder.codec import Codec
 from adder.figures import percent
 from adder.grammar import shape_values
-from adder.train import suites
-from adder.train.evaluate import domain_plan
+from adder.eval import suites
+from adder.eval.evaluate import domain_plan
 from adder.train.mining import margins
 
 MARGINS = (0.5, 0.8, 0.95)

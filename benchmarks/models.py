@@ -31,7 +31,7 @@ from adder import Adder
 from adder.figures import percent
 from adder.grammar import shape_text, shape_values
 from adder.session import MODELS_DIR, shipped_models
-from adder.train.data import domain_shapes, sampled_blocks, shape_size  # numpy only
+from adder.eval.domain import domain_shapes, sampled_blocks, shape_size  # numpy only
 
 
 def parameters(path: Path) -> int:

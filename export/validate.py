@@ -13,7 +13,7 @@ import numpy as np
 from adder import Adder
 from adder.codec import Codec
 from adder.config import ModelConfig
-from adder.train.data import sample_expressions
+from adder.eval.draws import sample_expressions
 
 # Domain queries: what users are answered. Random symbol sequences lie far outside
 # the training distribution, where a confident model amplifies float32 rounding: on

@@ -127,12 +127,6 @@ class ModelConfig:
         return len(str(self.max_operand))
 
     @property
-    def max_bracket_pairs(self) -> int:
-        # Brackets enclose operations, never a lone number or the same terms twice:
-        # like the inner nodes of a binary tree, at most one pair fewer than the terms.
-        return self.max_terms - 1 if self.brackets else 0
-
-    @property
     def bracket_slots(self) -> tuple[tuple[int, int], ...]:
         """Columns for '(' before and ')' after each operand.
 

@@ -44,7 +44,7 @@ def tiny_ordinal_model(tmp_path_factory) -> tuple[Path, Path]:
 def tiny_wide_model(tmp_path_factory) -> tuple[Path, Path]:
     """An untrained-in-all-but-name model of ten-digit sums: what matters is that every layer
     takes ten-digit operands alike (no evaluation: its domain's verdict is 24 million cases)."""
-    return train_and_export(tmp_path_factory, "tiny-wide", "--largest", "9999999999", "--arch", "8/8", "--no-evaluate")
+    return train_and_export(tmp_path_factory, "tiny-wide", "--largest", "9999999999", "--arch", "8/8", "--set", "check_sample=1000")
 
 
 def train_and_export(tmp_path_factory, name: str, *extra: str) -> tuple[Path, Path]:
@@ -52,13 +52,12 @@ def train_and_export(tmp_path_factory, name: str, *extra: str) -> tuple[Path, Pa
         pytest.skip("needs the train extra")
     folder = tmp_path_factory.mktemp(name)
     keras_path, onnx_path = folder / f"{name}.keras", folder / f"{name}.onnx"
-    train = [sys.executable, "-c", "from adder.train.cli import main; main()"]
+    train = [sys.executable, "-c", "from adder.commands.train import main; main()"]
     args = [
         "--largest",
         "9",
         "--epochs",
         "2",
-        "--no-stop-when-exact",
         "--samples",
         "256",
         "--batch-size",
@@ -68,7 +67,7 @@ def train_and_export(tmp_path_factory, name: str, *extra: str) -> tuple[Path, Pa
         *extra,
     ]
     subprocess.run([*train, *args, "--out", str(keras_path)], check=True, capture_output=True, timeout=600)
-    export = [sys.executable, "-c", "from adder.export.cli import main; main()"]
+    export = [sys.executable, "-c", "from adder.commands.export import main; main()"]
     subprocess.run([*export, str(keras_path), "-o", str(onnx_path)], check=True, capture_output=True, timeout=600)
     return keras_path, onnx_path
 
@@ -88,3 +87,12 @@ def kill_after_first_epoch(command: list[str], state: Path, timeout: float = 300
         time.sleep(0.02)
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL, "training ended before it could be killed"
+
+
+def loop_recipe(largest: int, epochs: int, max_epochs: int = 0, arch: str = "4/4", **settings):
+    """A recipe for driving adder.train.fit directly in tests: small, one cycle of ``epochs``
+    (the budget too unless ``max_epochs``), every check as given."""
+    from adder.train.recipe import Recipe
+
+    base = {"batch_size": 128, "learning_rate": 1e-3, "check_every": 0}
+    return Recipe(largest=largest, arch=arch, cycle_epochs=epochs, max_epochs=max_epochs or epochs, **(base | settings))

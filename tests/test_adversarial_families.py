@@ -10,7 +10,7 @@ import numpy as np
 
 from adder import Adder
 from adder.codec import Codec
-from adder.train import suites
+from adder.eval import suites
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "adversarial_families.py"
 

@@ -12,9 +12,9 @@ import pytest
 
 from tests.conftest import HAS_TRAINING_STACK
 
-TRAIN = [sys.executable, "-c", "from adder.train.cli import main; main()"]
-EXPORT = [sys.executable, "-c", "from adder.export.cli import main; main()"]
-EVAL = [sys.executable, "-c", "from adder.train.cli import eval_main; eval_main()"]
+TRAIN = [sys.executable, "-c", "from adder.commands.train import main; main()"]
+EXPORT = [sys.executable, "-c", "from adder.commands.export import main; main()"]
+EVAL = [sys.executable, "-c", "from adder.commands.evaluate import main; main()"]
 HAS_JAX = importlib.util.find_spec("jax") is not None and importlib.util.find_spec("keras") is not None
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
@@ -78,7 +78,6 @@ def test_torch_trains_a_tiny_model(tmp_path):
         "9",
         "--epochs",
         "2",
-        "--no-stop-when-exact",
         "--samples",
         "512",
         "--out",

@@ -27,7 +27,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
-PAGES = [README, REPO / "CHANGELOG.md", *sorted((REPO / "docs").glob("*.md"))]
+PAGES = [README, REPO / "CHANGELOG.md", *sorted((REPO / "docs").glob("**/*.md"))]
 BIN = Path(sys.executable).parent  # the installed `adder` and its siblings live beside the interpreter
 
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-import adder.train.evaluate as evaluation
+import adder.eval.evaluate as evaluation
 from adder.config import ModelConfig
 
 

@@ -12,10 +12,10 @@ import pytest
 COMMANDS = {
     "adder": "from adder.command import run; run()",
     "adder serve": "from adder.command import run; run()",
-    "adder-train": "from adder.train.cli import main; main()",
-    "adder-eval": "from adder.train.cli import eval_main; eval_main()",
-    "adder-export": "from adder.export.cli import main; main()",
-    "adder-plot": "from adder.train.cli import plot_main; plot_main()",
+    "adder-train": "from adder.commands.train import main; main()",
+    "adder-eval": "from adder.commands.evaluate import main; main()",
+    "adder-export": "from adder.commands.export import main; main()",
+    "adder-plot": "from adder.commands.plot import main; main()",
 }
 
 

@@ -23,12 +23,12 @@ import pytest
 
 from adder import Adder, ModelError
 from adder.config import ConfigError, ModelConfig
-from adder.train.archive import Busy, WriteError, atomic_path, check_writable, exclusive, remove_leftovers
+from adder.eval.files import Busy, WriteError, atomic_path, check_writable, exclusive, remove_leftovers
 from tests.conftest import needs_training, run_adder
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ONNX = REPO / "runtime" / "models" / "default.onnx"
-TRAIN = [sys.executable, "-c", "from adder.train.cli import main; main()"]
+TRAIN = [sys.executable, "-c", "from adder.commands.train import main; main()"]
 
 
 def one_line_error(stderr: str | bytes) -> str:
@@ -206,7 +206,7 @@ def test_export_and_train_turn_a_write_failure_into_one_line(tmp_path, tiny_mode
             raise OSError(28, "No space left on device")
         archive.os.replace = full
         sys.argv = ["adder-export", {str(keras_path)!r}, "-o", {str(target)!r}]
-        from adder.export.cli import main
+        from adder.commands.export import main
         main()
         """
     )
@@ -215,7 +215,7 @@ def test_export_and_train_turn_a_write_failure_into_one_line(tmp_path, tiny_mode
     assert f"cannot write {target}: No space left on device" in one_line_error(result.stderr)
     assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["c.onnx"]
     out = tmp_path / "m.keras"
-    train = [*TRAIN, "--largest", "9", "--epochs", "2", "--no-stop-when-exact", "--samples", "256", "--out", str(out)]
+    train = [*TRAIN, "--largest", "9", "--epochs", "2", "--samples", "256", "--out", str(out)]
     result = subprocess.run([sys.executable, "-c", limit, "20000", *train], capture_output=True, text=True)
     assert result.returncode == 2 and "cannot write" in one_line_error(result.stderr)
 
@@ -238,12 +238,10 @@ def test_a_damaged_checkpoint_says_what_is_wrong_and_how_to_start_afresh(tmp_pat
         "9",
         "--epochs",
         "3",
-        "--no-stop-when-exact",
         "--samples",
         "300",
         "--arch",
         "8/8",
-        "--no-evaluate",
         "--out",
         str(out),
     ]
@@ -305,7 +303,7 @@ def test_adder_train_refuses_an_output_another_run_is_writing(tmp_path):
     target = tmp_path / "c.keras"
     with exclusive(target, "adder-train"):
         result = subprocess.run(
-            [*TRAIN, "--largest", "9", "--epochs", "1", "--no-stop-when-exact", "--out", str(target)],
+            [*TRAIN, "--largest", "9", "--epochs", "1", "--out", str(target)],
             capture_output=True,
             text=True,
         )
@@ -628,11 +626,10 @@ def test_training_a_domain_with_answers_wider_than_int64_ends_without_a_tracebac
         "*-",
         "--epochs",
         "1",
-        "--no-stop-when-exact",
         "--samples",
         "64",
     ]
-    args += ["--batch-size", "32", "--arch", "8/8", "--no-evaluate", "--out", str(out)]
+    args += ["--batch-size", "32", "--arch", "8/8", "--out", str(out)]
     result = subprocess.run([*TRAIN, *args], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert ModelConfig.from_json((tmp_path / "big.json").read_text()).output_length == 21
@@ -640,9 +637,9 @@ def test_training_a_domain_with_answers_wider_than_int64_ends_without_a_tracebac
 
 # 12. archives read with bounds: a small zip that inflates to gigabytes is refused while reading
 
-PLOT = [sys.executable, "-c", "from adder.train.cli import plot_main; plot_main()"]
-EVAL = [sys.executable, "-c", "from adder.train.cli import eval_main; eval_main()"]
-EXPORT = [sys.executable, "-c", "from adder.export.cli import main; main()"]
+PLOT = [sys.executable, "-c", "from adder.commands.plot import main; main()"]
+EVAL = [sys.executable, "-c", "from adder.commands.evaluate import main; main()"]
+EXPORT = [sys.executable, "-c", "from adder.commands.export import main; main()"]
 
 
 @pytest.fixture(scope="module")
@@ -690,7 +687,6 @@ def test_init_from_an_archive_that_inflates_is_refused_in_one_line(zip_bomb, tmp
         "9",
         "--epochs",
         "1",
-        "--no-stop-when-exact",
         "--init",
         str(zip_bomb),
         "--out",
@@ -824,7 +820,7 @@ def test_an_extra_named_in_a_message_installs_what_it_promises(monkeypatch, caps
     import typer
 
     from adder.train import device
-    from adder.train.cli import require_training_stack
+    from adder.commands.common import require_training_stack
 
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     names = {extra: {re.split(r"[<>=\[ ]", spec)[0] for spec in specs} for extra, specs in extras.items()}
@@ -877,10 +873,8 @@ def test_init_from_a_model_whose_record_was_edited_by_hand_reads_its_layers_off_
         "9",
         "--epochs",
         "1",
-        "--no-stop-when-exact",
         "--samples",
         "64",
-        "--no-evaluate",
         "--init",
         str(edited),
     ]

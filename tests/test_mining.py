@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from adder.config import ModelConfig
-from adder.train import suites
-from adder.train.data import dense_carry_pairs, propagate_run_pairs
+from adder.eval import suites
+from adder.eval.draws import dense_carry_pairs, propagate_run_pairs
 from adder.train.mining import margins, mine
 from adder.train.policy import first_cycle, learning_rate_at, next_cycle
-from tests.conftest import needs_training
+from tests.conftest import loop_recipe, needs_training
 
 WIDE = ModelConfig(max_operand=9_999_999_999)
 
@@ -141,7 +141,7 @@ def test_mined_propagate_runs_come_after_the_same_draw_as_without_them():
 
 
 def test_mined_nine_dense_pairs_come_after_the_runs_and_the_rest_is_the_same_draw():
-    from adder.train.data import nine_dense_pairs
+    from adder.eval.draws import nine_dense_pairs
 
     beside, more = [], []
     mine(scripted_probabilities(set(), WIDE, beside), WIDE, 1_000, seed=3, epoch=7, below=0.5, runs=300)
@@ -177,8 +177,9 @@ def test_finishing_epochs_mine_and_hold_once_the_suites_were_clean(tmp_path, mon
     hold rate and every one of its epochs replays the unsure answers of its own fresh draw. When the
     suites themselves are not yet clean, cycle 2 restarts and mines nothing: the run is the one
     without mining options, epoch for epoch."""
+    import adder.train.checks as checks_module
     import adder.train.fit as fit_module
-    from adder.train.evaluate import Evaluation
+    from adder.eval.evaluate import Evaluation
     from adder.train.model import Architecture
 
     config = ModelConfig(max_operand=9_999)  # too many queries to enumerate: the suites judge
@@ -189,7 +190,7 @@ def test_finishing_epochs_mine_and_hold_once_the_suites_were_clean(tmp_path, mon
             return Evaluation(f"sample of {sample:,}", total=sample)
         return Evaluation("suites of 100 fixed cases", total=100, wrong=suites_wrong)
 
-    def predictor(model, config):
+    def predictor(model, config, to_onnx=None):
         def predict(shape, terms):  # the fresh draw: its first pair wrong, every time
             values = terms.sum(axis=1)
             values[:1] += 1
@@ -200,7 +201,7 @@ def test_finishing_epochs_mine_and_hold_once_the_suites_were_clean(tmp_path, mon
 
     mined_draws = []
 
-    def probability_predictor(model, config):
+    def probability_predictor(model, config, to_onnx=None):
         def probabilities(shape, terms):
             script["unsure"] = {tuple(row) for row in terms[:3].tolist()}  # the first 3 of every draw
             return scripted_probabilities(script["unsure"], config, mined_draws)(shape, terms)
@@ -216,18 +217,18 @@ def test_finishing_epochs_mine_and_hold_once_the_suites_were_clean(tmp_path, mon
 
     monkeypatch.setattr(fit_module, "train_epoch", train_epoch)
     monkeypatch.setattr(fit_module, "full_check", scripted_check)
-    monkeypatch.setattr(fit_module, "domain_predictor", predictor)
+    monkeypatch.setattr(checks_module, "full_check", scripted_check)
+    monkeypatch.setattr(checks_module, "domain_predictor", predictor)
     monkeypatch.setattr(fit_module, "probability_predictor", probability_predictor)
     monkeypatch.setattr(fit_module, "answers_right", lambda model, codec, x, truth: np.ones(len(x), dtype=bool))
-    monkeypatch.setattr(fit_module, "answers_sure", lambda model, codec, x, truth, margin: np.zeros(len(x), dtype=bool))
+    monkeypatch.setattr(checks_module, "answers_right", lambda model, codec, x, truth: np.ones(len(x), dtype=bool))
+    monkeypatch.setattr(checks_module, "answers_sure", lambda model, codec, x, truth, margin: np.zeros(len(x), dtype=bool))
     monkeypatch.setattr(suites, "UNIFORM_SIZE", 200)
-    settings = fit_module.TrainSettings(
-        epochs=4, samples=200, check_every=0, max_epochs=8, learning_rate=1e-2,
+    settings = loop_recipe(config.max_operand, epochs=4, samples=200, check_every=0, max_epochs=8, learning_rate=1e-2,
         mine_margin=0.5, mine_sample=40, hold_rate=1e-4,
     )  # fmt: skip
     log = []
-    model, history, outcome = fit_module.fit(
-        config, Architecture((4,), (4,)), settings, tmp_path / "m.keras", log=log.append, stop_when_exact=True
+    model, history, outcome = fit_module.fit(settings, tmp_path / "m.keras", log=log.append
     )
     assert not outcome.exact  # every fresh draw has a wrong pair, or the suites one
     trained = [h for h in history if "loss" in h]

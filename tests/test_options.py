@@ -19,8 +19,8 @@ pytestmark = [needs_training, pytest.mark.slow]
     ],
 )
 def test_option_combination_trains_exports_and_answers(tmp_path, terms, ops, brackets, query, value, refused, extra):
-    from adder.export.cli import app as export_app
-    from adder.train.cli import train_app
+    from adder.commands.export import app as export_app
+    from adder.commands.train import train_app
 
     keras_path, onnx_path = tmp_path / "m.keras", tmp_path / "m.onnx"
     args = [
@@ -32,11 +32,10 @@ def test_option_combination_trains_exports_and_answers(tmp_path, terms, ops, bra
         "5",
         "--epochs",
         "1",
-        "--no-stop-when-exact",
         "--samples",
         "64",
     ]
-    args += ["--brackets" if brackets else "--no-brackets", "--no-evaluate", "--out", str(keras_path), *extra]
+    args += ["--brackets" if brackets else "--no-brackets", "--out", str(keras_path), *extra]
     runner = CliRunner()
     trained = runner.invoke(train_app, args)
     assert trained.exit_code == 0, trained.output
@@ -53,8 +52,8 @@ def test_option_combination_trains_exports_and_answers(tmp_path, terms, ops, bra
 
 def test_curriculum_adds_one_term_count_every_n_epochs():
     from adder.config import ModelConfig
-    from adder.train.fit import TrainSettings
+    from adder.train.recipe import Recipe
 
     config = ModelConfig(min_terms=2, max_terms=4, max_operand=9)
-    assert [TrainSettings(curriculum=3).terms_at(config, e) for e in range(10)] == [2, 2, 2, 3, 3, 3, 4, 4, 4, 4]
-    assert TrainSettings().terms_at(config, 0) == 4
+    assert [Recipe(curriculum=3).terms_at(config, e) for e in range(10)] == [2, 2, 2, 3, 3, 3, 4, 4, 4, 4]
+    assert Recipe().terms_at(config, 0) == 4

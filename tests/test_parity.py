@@ -36,7 +36,7 @@ def assert_parity(keras_path: Path, onnx_path: Path, expressions, randoms: int =
 
 def test_tiny_model_agrees_on_every_query_of_its_domain(tiny_model):
     from adder.train.archive import read_keras_config
-    from adder.train.data import all_expressions
+    from adder.eval.domain import all_expressions
 
     keras_path, onnx_path = tiny_model
     (every,) = list(all_expressions(read_keras_config(keras_path)))
@@ -80,7 +80,7 @@ def test_export_writes_a_batch_graph_that_batches_run_on(tiny_model):
     from adder.export.convert import fused_lstm_count
     from adder.session import batch_graph_path
     from adder.train.archive import read_keras_config
-    from adder.train.data import all_expressions
+    from adder.eval.domain import all_expressions
 
     keras_path, onnx_path = tiny_model
     batch_path = batch_graph_path(onnx_path)
@@ -98,7 +98,7 @@ def test_a_batch_graph_of_another_model_is_not_used(tiny_model, tmp_path):
     import shutil
 
     from adder.train.archive import read_keras_config
-    from adder.train.data import all_expressions
+    from adder.eval.domain import all_expressions
 
     keras_path, onnx_path = tiny_model
     shutil.copy(onnx_path, tmp_path / "m.onnx")
@@ -131,7 +131,7 @@ def test_validation_fails_loudly_when_the_export_differs(tiny_model):
 
 def test_shipped_default_model_agrees_with_its_keras_source():
     from adder.train.archive import read_keras_config
-    from adder.train.data import sample_expressions
+    from adder.eval.draws import sample_expressions
 
     keras_path = REPO / "train" / "models" / "default.keras"
     config = read_keras_config(keras_path)
@@ -143,7 +143,7 @@ def test_shipped_default_model_agrees_with_its_keras_source():
 def test_single_queries_run_on_the_one_query_graph_and_agree_with_keras(tiny_model):
     from adder.export.validate import keras_probs
     from adder.train.archive import load_keras
-    from adder.train.data import all_expressions
+    from adder.eval.domain import all_expressions
 
     keras_path, onnx_path = tiny_model
     adder = Adder(onnx_path)
@@ -165,21 +165,19 @@ def test_a_model_the_rebuild_does_not_know_exports_without_a_single_graph(tmp_pa
     import sys
 
     keras_path, onnx_path = tmp_path / "stacked.keras", tmp_path / "stacked.onnx"
-    train = [sys.executable, "-c", "from adder.train.cli import main; main()"]
+    train = [sys.executable, "-c", "from adder.commands.train import main; main()"]
     args = [
         "--largest",
         "9",
         "--epochs",
         "1",
-        "--no-stop-when-exact",
         "--samples",
         "256",
         "--arch",
         "8,8/8",
-        "--no-evaluate",
     ]
     subprocess.run([*train, *args, "--out", str(keras_path)], check=True, capture_output=True, timeout=600)
-    export = [sys.executable, "-c", "from adder.export.cli import main; main()", str(keras_path), "-o", str(onnx_path)]
+    export = [sys.executable, "-c", "from adder.commands.export import main; main()", str(keras_path), "-o", str(onnx_path)]
     result = subprocess.run(export, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "no single-query graph" in result.stdout and not onnx_path.with_name("stacked.single.onnx").exists()

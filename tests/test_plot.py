@@ -36,7 +36,7 @@ def test_curves_are_a_png_matplotlib_reads_back(tmp_path):
 def test_adder_plot_redraws_from_a_record_and_refuses_an_empty_one(tmp_path):
     config = {"min_terms": 2, "max_terms": 2, "max_operand": 9, "training": RECORD}
     (tmp_path / "m.json").write_text(json.dumps(config))
-    command = [sys.executable, "-c", "from adder.train.cli import plot_main; plot_main()"]
+    command = [sys.executable, "-c", "from adder.commands.plot import main; main()"]
     result = subprocess.run([*command, str(tmp_path / "m.json")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"

@@ -12,10 +12,10 @@ from adder.config import ModelConfig
 from adder.grammar import Expression
 from adder.train.data import REPLAY_COPIES, epoch_expressions
 from adder.train.replay import MAX_POOL, ReplayPool
-from tests.conftest import kill_after_first_epoch, needs_training
+from tests.conftest import loop_recipe, kill_after_first_epoch, needs_training
 
 ARITH = ModelConfig(min_terms=2, max_terms=3, operators="+-", brackets=True, max_operand=99)
-TRAIN = [sys.executable, "-c", "from adder.train.cli import main; main()"]
+TRAIN = [sys.executable, "-c", "from adder.commands.train import main; main()"]
 
 
 def test_a_pool_round_trips_through_its_file_with_brackets(tmp_path):
@@ -65,7 +65,7 @@ def test_an_epoch_replays_its_share_of_the_pool_and_stays_reproducible():
 
 
 def test_small_operands_are_served():
-    from adder.train.data import sample_expressions
+    from adder.eval.draws import sample_expressions
 
     config = ModelConfig(min_terms=3, max_terms=3, max_operand=99)
     rng = np.random.default_rng(0)
@@ -84,12 +84,10 @@ def test_the_pool_is_in_the_checkpoint_and_a_resumed_run_keeps_it(tmp_path):
         "9",
         "--epochs",
         "3",
-        "--no-stop-when-exact",
         "--samples",
         "20000",
         "--batch-size",
         "32",
-        "--no-evaluate",
     ]
     command = [*TRAIN, *args, "--arch", "8/8", "--out", str(out)]
     state, saved = tmp_path / "m.keras.ckpt" / "state.json", tmp_path / "m.keras.ckpt" / "replay.json"
@@ -108,7 +106,7 @@ def test_the_pool_is_in_the_checkpoint_and_a_resumed_run_keeps_it(tmp_path):
 
 
 def test_a_term_mix_weights_the_term_counts_drawn():
-    from adder.train.data import sample_expressions
+    from adder.eval.draws import sample_expressions
 
     rng = np.random.default_rng(0)
     uniform = sample_expressions(ARITH, 20_000, rng)
@@ -151,9 +149,8 @@ def test_sampled_checks_feed_the_pool_and_never_count_as_exact(tmp_path):
         "1:3",
         "--epochs",
         "2",
-        "--no-stop-when-exact",
     ]
-    args += ["--samples", "2000", "--check-every", "1", "--check-sample", "300", "--arch", "8/8", "--no-evaluate"]
+    args += ["--samples", "2000", "--check-every", "1", "--check-sample", "300", "--arch", "8/8"]
     result = subprocess.run([*TRAIN, *args, "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "sampled check: exact-match" in result.stdout and "sample of 300 drawn uniformly" in result.stdout
@@ -172,8 +169,9 @@ def test_a_clean_sample_calls_for_the_whole_domain_only_once_the_pool_is_right(
     holds (say, from the last exhaustive check) is still answered wrong; then the
     exhaustive check waits for the end of the cycle, which a near-clean sample ends with
     one (so the next cycle would replay every wrong query, not the sample's few)."""
+    import adder.train.checks as checks_module
     import adder.train.fit as fit_module
-    from adder.train.evaluate import Evaluation
+    from adder.eval.evaluate import Evaluation
     from adder.train.model import Architecture
 
     calls = []
@@ -188,11 +186,13 @@ def test_a_clean_sample_calls_for_the_whole_domain_only_once_the_pool_is_right(
         return right
 
     monkeypatch.setattr(fit_module, "full_check", scripted_check)
+
+    monkeypatch.setattr(checks_module, "full_check", scripted_check)
     monkeypatch.setattr(fit_module, "answers_right", scripted_right)
+    monkeypatch.setattr(checks_module, "answers_right", scripted_right)
     config = ModelConfig(max_operand=9)
-    settings = fit_module.TrainSettings(epochs=3, samples=200, check_every=1, check_sample=50, replay_share=0.25)
-    model, history, outcome = fit_module.fit(
-        config, Architecture((4,), (4,)), settings, tmp_path / "m.keras", log=lambda _: None, stop_when_exact=True
+    settings = loop_recipe(config.max_operand, epochs=3, samples=200, check_every=1, check_sample=50, replay_share=0.25)
+    model, history, outcome = fit_module.fit(settings, tmp_path / "m.keras", log=lambda _: None
     )
     assert calls[:2] == ([50, 0] if exhaustive else [50, 50])
     if exhaustive:  # the exhaustive check found nothing wrong: the run ends after epoch 1
@@ -205,7 +205,8 @@ def test_a_clean_sample_calls_for_the_whole_domain_only_once_the_pool_is_right(
 
 
 def test_largest_operands_are_served_and_a_share_of_0_draws_the_data_it_always_did():
-    from adder.train.data import draw_operands, epoch_expressions
+    from adder.eval.draws import draw_operands
+    from adder.train.data import epoch_expressions
 
     config = ModelConfig(min_terms=3, max_terms=3, max_operand=99, operators="+-", brackets=True)
     drawn = draw_operands(config, (50_000, 3), np.random.default_rng(0), 0.25, large_share=0.05)
@@ -235,7 +236,7 @@ def carry_length(a: int, b: int) -> int:
 
 
 def test_carry_pairs_carry_through_chains_of_every_length_and_uniform_pairs_do_not():
-    from adder.train.data import carry_pairs
+    from adder.eval.draws import carry_pairs
 
     config = ModelConfig(max_operand=9_999_999_999)
     a, b = carry_pairs(config, 20_000, np.random.default_rng(0))
@@ -251,7 +252,7 @@ def nonzero_digits(values: np.ndarray) -> np.ndarray:
 
 
 def test_sparse_operands_have_every_count_of_nonzero_digits_and_stay_in_range():
-    from adder.train.data import draw_operands, sparse_operands
+    from adder.eval.draws import draw_operands, sparse_operands
 
     wide = ModelConfig(max_operand=9_999_999_999)
     counts = np.bincount(nonzero_digits(sparse_operands(wide, 22_000, np.random.default_rng(0))), minlength=11)
@@ -274,16 +275,17 @@ def script_suites_clean_and_fresh_draws(
     """Every check of a run scripted clean (sampled, then "suites"), and the fresh draws answered
     right but for the first ``fresh_wrong`` pairs of the ``wrong_block``-th block asked; returns
     the blocks drawn."""
+    import adder.train.checks as checks_module
     import adder.train.fit as fit_module
-    from adder.train import suites
-    from adder.train.evaluate import Evaluation
+    from adder.eval import suites
+    from adder.eval.evaluate import Evaluation
 
     drawn = []
 
     def scripted_check(model, config, sample=0, seed=2026, **drawn_shares):
         return Evaluation(f"sample of {sample:,}" if sample else "suites of 100 fixed cases", total=sample or 100)
 
-    def predictor(model, config):
+    def predictor(model, config, to_onnx=None):
         def predict(shape, terms):
             drawn.append(terms.copy())
             values = terms.sum(axis=1)
@@ -294,8 +296,11 @@ def script_suites_clean_and_fresh_draws(
         return predict, "scripted"
 
     monkeypatch.setattr(fit_module, "full_check", scripted_check)
-    monkeypatch.setattr(fit_module, "domain_predictor", predictor)
+
+    monkeypatch.setattr(checks_module, "full_check", scripted_check)
+    monkeypatch.setattr(checks_module, "domain_predictor", predictor)
     monkeypatch.setattr(fit_module, "answers_right", lambda model, codec, x, truth: np.ones(len(x), dtype=bool))
+    monkeypatch.setattr(checks_module, "answers_right", lambda model, codec, x, truth: np.ones(len(x), dtype=bool))
     monkeypatch.setattr(suites, "UNIFORM_SIZE", size)
     return drawn
 
@@ -306,15 +311,15 @@ def test_clean_suites_end_a_run_only_once_pairs_drawn_afresh_are_right_too(tmp_p
     """Where the suites stand in for the domain, their uniform pairs have been replayed by the
     time they are clean; a run is exact only when uniform pairs drawn for that check alone
     are right as well, and what those get wrong is replayed like any other find."""
+    import adder.train.checks as checks_module
     import adder.train.fit as fit_module
-    from adder.train import suites
+    from adder.eval import suites
     from adder.train.model import Architecture
 
     config = ModelConfig(max_operand=9_999)  # 10^8 queries: too many to enumerate, so the suites judge
     drawn = script_suites_clean_and_fresh_draws(monkeypatch, fresh_wrong, 500)
-    settings = fit_module.TrainSettings(epochs=3, samples=200, check_every=1, check_sample=50, seed=4)
-    model, history, outcome = fit_module.fit(
-        config, Architecture((4,), (4,)), settings, tmp_path / "m.keras", log=lambda _: None, stop_when_exact=True
+    settings = loop_recipe(config.max_operand, epochs=3, samples=200, check_every=1, check_sample=50, seed=4)
+    model, history, outcome = fit_module.fit(settings, tmp_path / "m.keras", log=lambda _: None
     )
     checked = [h for h in history if "fresh_check_wrong" in h]
     assert [h["fresh_check_seed"] for h in checked] == [suites.fresh_seed(4, h["epoch"]) for h in checked]
@@ -337,16 +342,16 @@ def test_clean_suites_end_a_run_only_once_pairs_drawn_afresh_are_right_too(tmp_p
 def test_a_starting_model_clean_on_the_suites_is_confirmed_on_fresh_pairs_before_it_counts_as_exact(
     tmp_path, monkeypatch, fresh_wrong
 ):
+    import adder.train.checks as checks_module
     import adder.train.fit as fit_module
-    from adder.train import suites
+    from adder.eval import suites
     from adder.train.model import Architecture, build_model
 
     config = ModelConfig(max_operand=9_999)
     script_suites_clean_and_fresh_draws(monkeypatch, fresh_wrong, 300)
     arch = Architecture((4,), (4,))
-    settings = fit_module.TrainSettings(epochs=2, samples=200, check_every=1, check_sample=50)
-    model, history, outcome = fit_module.fit(
-        config, arch, settings, tmp_path / "m.keras", log=lambda _: None, stop_when_exact=True,
+    settings = loop_recipe(config.max_operand, epochs=2, samples=200, check_every=1, check_sample=50)
+    model, history, outcome = fit_module.fit(settings, tmp_path / "m.keras", log=lambda _: None,
         init=build_model(config, arch),
     )  # fmt: skip
     start = history[0]
@@ -368,18 +373,17 @@ def test_a_clean_fresh_draw_is_continued_before_a_run_stops_and_what_the_rest_fi
     same draw and for pairs summing to 9 over a run with no carry into it; here the first
     check's continuation has one wrong pair, which is replayed, and the second check ends
     the run. Without it, that first check ends the run."""
+    import adder.train.checks as checks_module
     import adder.train.fit as fit_module
-    from adder.train import suites
+    from adder.eval import suites
     from adder.train.model import Architecture
 
     calls = script_suites_clean_and_fresh_draws(monkeypatch, 1, 500, wrong_block=6)  # the continuation's first
     monkeypatch.setattr(suites, "CHUNK", 100)  # so a draw of 500 is five blocks, continued in whole ones
     config = ModelConfig(max_operand=9_999)
-    settings = fit_module.TrainSettings(
-        epochs=3, samples=200, check_every=1, check_sample=50, seed=4, confirm_further=further
+    settings = loop_recipe(config.max_operand, epochs=3, samples=200, check_every=1, check_sample=50, seed=4, confirm_further=further
     )
-    model, history, outcome = fit_module.fit(
-        config, Architecture((4,), (4,)), settings, tmp_path / "m.keras", log=lambda _: None, stop_when_exact=True
+    model, history, outcome = fit_module.fit(settings, tmp_path / "m.keras", log=lambda _: None
     )
     assert outcome.exact and outcome.result.wrong == 0
     checked = [h for h in history if "fresh_check_wrong" in h]
@@ -404,9 +408,10 @@ def test_a_clean_further_check_goes_on_beyond_and_the_run_is_the_same_until_then
     draw and more runs; here that stage finds one wrong pair at the first check, which is
     replayed, and the second check ends the run. Without it the first check ends the run,
     and up to that verdict the two runs are the same."""
+    import adder.train.checks as checks_module
     import adder.train.fit as fit_module
-    from adder.train import suites
-    from adder.train.data import propagate_run_pairs
+    from adder.eval import suites
+    from adder.eval.draws import propagate_run_pairs
     from adder.train.model import Architecture
 
     # each check: 5 blocks of its fresh draw, 10 continuing it, 1 of 100 runs; then beyond:
@@ -414,11 +419,9 @@ def test_a_clean_further_check_goes_on_beyond_and_the_run_is_the_same_until_then
     calls = script_suites_clean_and_fresh_draws(monkeypatch, 1, 500, wrong_block=18)  # beyond's first uniform
     monkeypatch.setattr(suites, "CHUNK", 100)
     config = ModelConfig(max_operand=9_999)
-    settings = fit_module.TrainSettings(
-        epochs=3, samples=200, check_every=1, check_sample=50, seed=4, confirm_further=1000, confirm_beyond=beyond
+    settings = loop_recipe(config.max_operand, epochs=3, samples=200, check_every=1, check_sample=50, seed=4, confirm_further=1000, confirm_beyond=beyond
     )
-    model, history, outcome = fit_module.fit(
-        config, Architecture((4,), (4,)), settings, tmp_path / "m.keras", log=lambda _: None, stop_when_exact=True
+    model, history, outcome = fit_module.fit(settings, tmp_path / "m.keras", log=lambda _: None
     )
     assert outcome.exact and outcome.result.wrong == 0
     checked = [h for h in history if "further_check_wrong" in h]
@@ -438,13 +441,14 @@ def test_a_clean_further_check_goes_on_beyond_and_the_run_is_the_same_until_then
 
 
 def test_a_run_confirms_further_and_mines_runs_only_once_a_fresh_draw_was_clean():
-    from adder.train.fit import TrainSettings, confirming
+    from adder.train.fit import confirming
+    from adder.train.recipe import Recipe
 
     dirty = [{"epoch": 10, "fresh_check_wrong": 2}, {"epoch": 20}]
     clean = dirty + [{"epoch": 30, "fresh_check_wrong": 0}]
-    assert not confirming(TrainSettings(confirm_further=100_000), dirty)
-    assert confirming(TrainSettings(confirm_further=100_000), clean)
-    assert not confirming(TrainSettings(), clean)
+    assert not confirming(Recipe(confirm_further=100_000), dirty)
+    assert confirming(Recipe(confirm_further=100_000), clean)
+    assert not confirming(Recipe(), clean)
 
 
 @needs_training
@@ -454,16 +458,16 @@ def test_averaged_weights_are_judged_once_a_run_goes_beyond_and_a_resumed_run_ke
     model itself. Here the beyond stage's nine-dense pairs have one wrong at the first three
     verdicts, so epochs 2-4 are averaged and the fourth verdict ends the run. A run broken
     after epoch 2 and resumed ends with the same weights, to the bit."""
+    import adder.train.checks as checks_module
     import adder.train.fit as fit_module
-    from adder.train import suites
-    from adder.train.evaluate import Evaluation
+    from adder.eval import suites
+    from adder.eval.evaluate import Evaluation
     from adder.train.model import Architecture
 
     monkeypatch.setattr(suites, "UNIFORM_SIZE", 500)
     monkeypatch.setattr(suites, "CHUNK", 100)
     config = ModelConfig(max_operand=9_999)
-    settings = fit_module.TrainSettings(
-        epochs=6, samples=200, check_every=1, check_sample=50, seed=4, confirm_further=1000, confirm_beyond=500,
+    settings = loop_recipe(config.max_operand, epochs=6, samples=200, check_every=1, check_sample=50, seed=4, confirm_further=1000, confirm_beyond=500,
         average_weights=True,
     )  # fmt: skip
 
@@ -476,7 +480,7 @@ def test_averaged_weights_are_judged_once_a_run_goes_beyond_and_a_resumed_run_ke
             judged.append(model.get_weights())
             return Evaluation(f"sample of {sample:,}" if sample else "suites of 100 fixed cases", total=sample or 100)
 
-        def predictor(model, config):
+        def predictor(model, config, to_onnx=None):
             def predict(shape, terms):
                 values = terms.sum(axis=1)
                 if len(terms) == 10:  # the beyond stage's nine-dense pairs: one wrong at each of three verdicts
@@ -495,13 +499,15 @@ def test_averaged_weights_are_judged_once_a_run_goes_beyond_and_a_resumed_run_ke
             return loss
 
         monkeypatch.setattr(fit_module, "full_check", scripted_check)
-        monkeypatch.setattr(fit_module, "domain_predictor", predictor)
+
+        monkeypatch.setattr(checks_module, "full_check", scripted_check)
+        monkeypatch.setattr(checks_module, "domain_predictor", predictor)
         monkeypatch.setattr(fit_module, "answers_right", lambda model, codec, x, truth: np.ones(len(x), dtype=bool))
+        monkeypatch.setattr(checks_module, "answers_right", lambda model, codec, x, truth: np.ones(len(x), dtype=bool))
         monkeypatch.setattr(fit_module, "train_epoch", train_epoch)
         arch = Architecture((4,), (4,))
         try:
-            model, history, outcome = fit_module.fit(
-                config, arch, settings, out, log=lambda _: None, stop_when_exact=True
+            model, history, outcome = fit_module.fit(settings, out, log=lambda _: None
             )  # fmt: skip
         except KeyboardInterrupt:
             return raw, judged, None, None

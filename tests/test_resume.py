@@ -11,18 +11,16 @@ from tests.conftest import kill_after_first_epoch, needs_training
 
 pytestmark = [needs_training, pytest.mark.slow]
 
-TRAIN = [sys.executable, "-c", "from adder.train.cli import main; main()"]
+TRAIN = [sys.executable, "-c", "from adder.commands.train import main; main()"]
 ARGS = [
     "--largest",
     "9",
     "--epochs",
     "3",
-    "--no-stop-when-exact",
     "--samples",
     "20000",
     "--batch-size",
     "32",
-    "--no-evaluate",
 ]
 
 
@@ -60,10 +58,8 @@ def test_a_checkpoint_from_other_options_is_not_silently_reused(tmp_path):
             "9",
             "--epochs",
             "1",
-            "--no-stop-when-exact",
             "--samples",
             "64",
-            "--no-evaluate",
             "--out",
             str(out),
         ],
@@ -76,7 +72,7 @@ def test_a_checkpoint_from_other_options_is_not_silently_reused(tmp_path):
     ckpt.mkdir()
     (ckpt / "state.json").write_text(json.dumps({"identity": {"other": True}, "epochs_done": 1}))
     second = subprocess.run(
-        [*TRAIN, "--largest", "9", "--epochs", "1", "--no-stop-when-exact", "--samples", "64", "--out", str(out)],
+        [*TRAIN, "--largest", "9", "--epochs", "1", "--samples", "64", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -95,12 +91,10 @@ def test_same_seed_same_machine_gives_the_same_model(tmp_path):
             "9",
             "--epochs",
             "2",
-            "--no-stop-when-exact",
             "--samples",
             "512",
             "--seed",
             "11",
-            "--no-evaluate",
         ]
         subprocess.run([*TRAIN, *args, "--out", str(out)], check=True, capture_output=True, timeout=300)
         weights.append(load_keras(out)[0].get_weights())
@@ -143,15 +137,13 @@ def test_a_run_killed_inside_a_checkpoint_resumes_from_one_whole_epoch_to_the_sa
     weights of a run never killed, to the bit."""
     import numpy as np
 
-    from adder.config import ModelConfig
     from adder.train import fit as fit_module
-    from adder.train.model import Architecture
+    from tests.conftest import loop_recipe
 
-    config = ModelConfig(max_operand=9)
-    settings = fit_module.TrainSettings(epochs=3, samples=256, batch_size=32, seed=5)
+    settings = loop_recipe(9, epochs=3, arch="8/8", samples=256, batch_size=32, seed=5)
 
     def train(out):
-        model, history, _ = fit_module.fit(config, Architecture((8,), (8,)), settings, out, log=lambda _: None)
+        model, history, _ = fit_module.fit(settings, out, log=lambda _: None)
         return model.get_weights(), [h["loss"] for h in history]
 
     whole, losses = train(tmp_path / "a.keras")

@@ -180,7 +180,7 @@ def test_the_first_queries_a_person_types_are_right_on_arith():
 
 def test_the_arith_model_is_exact_on_two_term_queries():
     """Measured exhaustively when it was trained (all 40,000); here a seeded sample, brackets included."""
-    from adder.train.data import sample_expressions
+    from adder.eval.draws import sample_expressions
 
     arith = Adder("arith")
     two_terms = ModelConfig(min_terms=2, max_terms=2, operators="+-", brackets=True, max_operand=99)

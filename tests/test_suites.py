@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from adder.config import ConfigError, ModelConfig
-from adder.train.evaluate import Evaluation
-from adder.train.suites import (
+from adder.eval.evaluate import Evaluation
+from adder.eval.suites import (
     CHUNK,
     FURTHER_STEP,
     NINES_STREAM,
@@ -142,9 +142,37 @@ def test_a_fresh_draw_continued_checks_the_next_pairs_of_the_same_draw():
         confirmed(Evaluation("suites"), predict, WIDE, 11, size=500, skip=CHUNK + 1)
 
 
-@needs_training
+def stage_alone(name: str, further: int, beyond: int = 0):
+    """One stage of a verdict's plan (adder.eval.verdict), to judge a result with it alone."""
+    from adder.eval import verdict
+
+    return [stage for stage in verdict.stages(further, beyond) if stage.name == name]
+
+
+def confirmed_further(predict, config, result, seed, entry, size):
+    from adder.eval import verdict
+
+    return verdict.judge(result, predict, config, seed, stage_alone("further", size), entry) if size else result
+
+
+def confirmed_beyond(predict, config, result, seed, entry, further, size):
+    from adder.eval import verdict
+
+    return verdict.judge(result, predict, config, seed, stage_alone("beyond", further, size), entry)
+
+
+def test_a_verdicts_stages_are_data_and_beyond_only_follows_further():
+    from adder.eval import verdict
+
+    assert [s.name for s in verdict.stages()] == ["fresh"]
+    assert [s.name for s in verdict.stages(0, 500)] == ["fresh"]
+    plan = verdict.stages(FURTHER_STEP, 1000)
+    assert [s.name for s in plan] == ["fresh", "further", "beyond"]
+    assert [[d.family for d in step] for step in plan[2].steps] == [["nines"], ["uniform", "runs"]]
+    assert plan[2].steps[1][0].skip == UNIFORM_SIZE + FURTHER_STEP
+
+
 def test_only_a_clean_fresh_draw_is_continued_and_the_history_says_what_the_rest_found():
-    from adder.train.fit import confirmed_further
 
     first = np.concatenate(list(uniform_blocks(WIDE, UNIFORM_SIZE + 1000, seed=5)))[UNIFORM_SIZE:]
     predict = answers_all_but(tuple(first[3]), tuple(first[999]))
@@ -165,7 +193,7 @@ def test_only_a_clean_fresh_draw_is_continued_and_the_history_says_what_the_rest
 
 
 def test_runs_continued_are_the_same_draw_of_runs_past_its_first_blocks():
-    from adder.train.data import propagate_run_pairs
+    from adder.eval.draws import propagate_run_pairs
 
     rng = np.random.default_rng([4, RUNS_STREAM])
     whole = np.concatenate([propagate_run_pairs(WIDE, CHUNK, rng), propagate_run_pairs(WIDE, 300, rng)])
@@ -181,10 +209,9 @@ def test_runs_continued_are_the_same_draw_of_runs_past_its_first_blocks():
         confirmed_drawn(Evaluation("suites"), predict, WIDE, 4, size=300, skip=CHUNK // 2)
 
 
-@needs_training
 def test_the_beyond_stage_goes_on_from_a_clean_further_check_and_only_from_one():
-    from adder.train.data import nine_dense_pairs
-    from adder.train.fit import NINES_PER_BEYOND, confirmed_beyond
+    from adder.eval.draws import nine_dense_pairs
+    from adder.eval.verdict import NINES_PER_BEYOND
 
     further, size = FURTHER_STEP, 1000
     drawn = np.concatenate(list(uniform_blocks(WIDE, UNIFORM_SIZE + further + size, seed=6)))
@@ -203,12 +230,9 @@ def test_the_beyond_stage_goes_on_from_a_clean_further_check_and_only_from_one()
     first = answers_all_but(tuple(dense[3]))
     result = confirmed_beyond(first, WIDE, Evaluation("suites", 10), 6, {"further_check_wrong": 0}, further, size)
     assert result.wrong == 1 and len(first.asked) == 1 and result.total == 10 + size // NINES_PER_BEYOND
-    for already, entry in (
-        (Evaluation("suites", 10, 1), {"further_check_wrong": 1}),  # a further check that was not clean
-        (Evaluation("suites", 10), {}),  # none at all: no clean fresh draw to go on from
-    ):
-        fresh = answers_all_but()
-        assert confirmed_beyond(fresh, WIDE, already, 6, entry, further, size) is already and fresh.asked == []
+    already = Evaluation("suites", 10, 1)  # a further check that was not clean
+    fresh = answers_all_but()
+    assert confirmed_beyond(fresh, WIDE, already, 6, {}, further, size) is already and fresh.asked == []
 
 
 TEN_DIGIT_QUERIES = ["9999999999+1", "0+0", "1234567890+9876543210", " 0009999999999 + 7 ", "5000000000+5000000000"]
@@ -220,7 +244,7 @@ TEN_DIGIT_BAD = ["10000000000+1", "99999999999+0", "1+2+3", "9999999999-1"]
 def test_sampled_checks_add_long_carries_and_sparse_pairs_and_count_them_apart(tiny_wide_model):
     import keras
 
-    from adder.train.fit import full_check
+    from adder.train.checks import full_check
 
     model = keras.saving.load_model(tiny_wide_model[0])
     plain = full_check(model, WIDE, sample=500, seed=7)
@@ -235,7 +259,7 @@ def test_sampled_checks_add_long_carries_and_sparse_pairs_and_count_them_apart(t
 
 def test_ten_digit_operands_go_through_keras_onnx_and_the_cli_alike(tiny_wide_model):
     from adder import Adder, QueryError
-    from adder.train.data import sample_expressions
+    from adder.eval.draws import sample_expressions
     from tests.test_parity import assert_parity
 
     keras_path, onnx_path = tiny_wide_model
@@ -256,7 +280,7 @@ def test_a_few_wrong_in_millions_never_print_as_100_percent():
     """3 wrong of 24,093,649 is 99.99998%: rounded, that reads 100.0000%, a claim of exactness the
     counts refute. Shares are printed rounded down."""
     from adder.figures import percent
-    from adder.train.evaluate import Evaluation
+    from adder.eval.evaluate import Evaluation
 
     result = Evaluation("suites", total=24_093_649, wrong=3, groups={"uniform": {"total": 10_000_000, "wrong": 3}})
     assert "100.0000%" not in result.summary() and "exact-match 99.9999% (3 wrong of 24,093,649" in result.summary()
@@ -269,8 +293,8 @@ def test_adder_eval_adds_propagate_runs_to_the_suites_when_asked(tmp_path, monke
     into it, drawn with --uniform-seed; one wrong among them fails the model."""
     from typer.testing import CliRunner
 
-    import adder.train.cli as cli
-    from adder.train import suites
+    import adder.commands.evaluate as cli
+    from adder.eval import suites
 
     asked = []
 

@@ -5,10 +5,10 @@ import sys
 
 import pytest
 
-from adder.train.archive import atomic_path
+from adder.eval.files import atomic_path
 
-TRAIN = [sys.executable, "-c", "from adder.train.cli import main; main()"]
-EXPORT = [sys.executable, "-c", "from adder.export.cli import main; main()"]
+TRAIN = [sys.executable, "-c", "from adder.commands.train import main; main()"]
+EXPORT = [sys.executable, "-c", "from adder.commands.export import main; main()"]
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from adder import Adder, QueryError
-from adder.train.data import sample_expressions
+from adder.eval.draws import sample_expressions
 
 REPO = Path(__file__).resolve().parents[1]
 DIST = REPO / "web" / "dist"
@@ -163,7 +163,7 @@ def test_every_default_query_gets_the_runtimes_answer(page):
 
 
 def test_every_calc_query_gets_the_runtimes_answer(page):
-    from adder.train.data import all_expressions
+    from adder.eval.domain import all_expressions
 
     queries = [e.text() for chunk in all_expressions(Adder("calc").config) for e in chunk]
     assert len(queries) == 60_000
@@ -188,7 +188,7 @@ def test_calc_is_selectable_and_multiplies(page):
 
 
 def test_wide_is_selectable_and_its_verification_cases_get_the_runtimes_answers(page):
-    from adder.train.suites import adderboard_pairs, carry_chain_pairs, repdigit_pairs
+    from adder.eval.suites import adderboard_pairs, carry_chain_pairs, repdigit_pairs
 
     domain = typed_in(page, "wide", "9999999999+1", "10000000000")
     assert domain.startswith("wide: 2 terms in 0..9999999999, operators +")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adder.train.archive import write_atomic
+from adder.eval.files import write_atomic
 
 
 class WeightMean:

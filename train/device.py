@@ -120,11 +120,6 @@ def describe(devices: dict) -> str:
     return f"{keras.backend.backend()} on {devices['count']} {devices['kind']} device{plural}{processes}"
 
 
-def describe_device() -> str:
-    """The backend and its first device, for records made without --devices."""
-    return describe({"kind": accelerators()[0], "count": 1})
-
-
 def versions() -> dict[str, str]:
     """Versions that decide what a training run computes: Python, Keras, numpy and the backend."""
     import keras

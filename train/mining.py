@@ -15,9 +15,10 @@ from collections.abc import Callable
 import numpy as np
 
 from adder.config import ModelConfig
+from adder.eval import suites
+from adder.eval.domain import expressions_of, sampled_blocks
+from adder.eval.draws import dense_carry_pairs, nine_dense_pairs, propagate_run_pairs
 from adder.grammar import Expression, Shape
-from adder.train import suites
-from adder.train.data import dense_carry_pairs, expressions_of, nine_dense_pairs, propagate_run_pairs, sampled_blocks
 
 MINE_STREAM = 2**31 + 1  # seed stream for mined draws, apart from epochs, the probe and the checks
 

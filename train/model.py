@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 
 from adder.config import ModelConfig
-from adder.train.recipes import ARCHITECTURES, Architecture, parse_arch  # noqa: F401 (re-exported)
+from adder.train.recipe import Architecture
 
 
 def build_model(config: ModelConfig, arch: Architecture) -> keras.Model:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from adder.train.archive import write_atomic
+from adder.eval.files import write_atomic
 
 # Fields of a history entry drawn as numbers, and the range each may take: a hand-edited
 # record may hold anything, and matplotlib fails on values such as an epoch of 1e308.

@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 
 from adder.config import ModelConfig
+from adder.eval.files import write_atomic
 from adder.grammar import Expression, Grammar, QueryError
-from adder.train.archive import write_atomic
 
 MAX_POOL = 200_000  # newest kept; a model this wrong needs more epochs, not more replay
 

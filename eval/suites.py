@@ -17,9 +17,9 @@ from itertools import combinations, product
 import numpy as np
 
 from adder.config import ModelConfig
+from adder.eval.draws import nine_dense_pairs, propagate_run_pairs
+from adder.eval.evaluate import EXHAUSTIVE_LIMIT, Evaluation, by_blocks, tally
 from adder.grammar import Shape
-from adder.train.data import nine_dense_pairs, propagate_run_pairs
-from adder.train.evaluate import Evaluation, by_blocks, tally
 
 ADDERBOARD_SEED = 2025
 ADDERBOARD_RANDOM = 10_000
@@ -50,6 +50,11 @@ FAMILIES = {  # drawn families a verdict adds beside its uniform pairs: seed str
 RUNS_PER_FURTHER = 10  # a further check's pairs of the fresh draw per propagate-run pair
 FURTHER_STEP = CHUNK * RUNS_PER_FURTHER  # a further check that a later stage continues: whole blocks of both
 SUM: Shape = (2, ("+",), ())  # the one shape the suites hold
+
+
+def judged_by_suites(config: ModelConfig) -> bool:
+    """Whether the fixed suites, not every query, judge this domain: too large to enumerate, and a sum."""
+    return config.domain_size > EXHAUSTIVE_LIMIT and applies(config)
 
 
 def applies(config: ModelConfig) -> bool:

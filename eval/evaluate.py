@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from adder.config import ModelConfig
+from adder.eval.domain import domain_blocks, expressions_of, sampled_blocks
 from adder.figures import percent
 from adder.grammar import Expression, Shape, shape_text, shape_values
-from adder.train.data import domain_blocks, expressions_of, sampled_blocks
 
 EXHAUSTIVE_LIMIT = 50_000_000  # every query up to this many; arith's 24,040,000 fits
 SAMPLE_SIZE = 1_000_000
@@ -44,7 +44,7 @@ class Evaluation:
     @property
     def is_verdict(self) -> bool:
         """Whether this check can call a model exact: every query of the domain, or, where the
-        domain is too large to enumerate, every fixed suite (adder.train.suites)."""
+        domain is too large to enumerate, every fixed suite (adder.eval.suites)."""
         return self.method == "exhaustive" or self.method.startswith("suites")
 
     def add_group(self, name: str, other: Evaluation) -> None:
@@ -71,10 +71,6 @@ class Evaluation:
             share = (counts["total"] - counts["wrong"]) / counts["total"]
             lines.append(f"  {group}: {percent(share)} ({counts['wrong']:,} wrong of {counts['total']:,})")
         return "\n".join(lines)
-
-
-def query_text(expression: Expression) -> str:
-    return expression.text()
 
 
 def by_blocks(predict: Predictor | BlockPredictor) -> BlockPredictor:
@@ -163,7 +159,7 @@ def tally(predict: BlockPredictor, config: ModelConfig, method: str, total: int,
 
 
 def write_json(evaluation: Evaluation, path: Path, extra: dict | None = None) -> None:
-    from adder.train.archive import write_atomic
+    from adder.eval.files import write_atomic
 
     data = {**(extra or {}), **evaluation.to_dict()}
     write_atomic(Path(path), lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
