@@ -20,7 +20,8 @@ import typer
 from adder.commands.common import fail, require_training_stack
 from adder.train.device import BACKENDS
 from adder.train.distributed import PEER_TIMEOUT, Cluster, cluster_problem
-from adder.train.recipe import DEFAULT_RECIPE, Recipe, load_recipe, parse_number, recipe_names, typed
+from adder.train.recipe import DEFAULT_RECIPE, Recipe, parse_number, typed
+from adder.train.recipe_files import load_recipe, recipe_names
 
 COMMON = ("terms", "largest", "ops", "brackets", "arch", "seed")  # settings with a flag of their own
 SETTINGS_HELP = "adder-train --list-settings lists every setting"

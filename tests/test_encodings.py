@@ -41,8 +41,8 @@ def test_an_unknown_encoding_is_refused_by_name():
 @needs_training
 @pytest.mark.slow
 def test_an_ordinal_model_agrees_with_keras_on_every_query_and_answers_from_the_cli(tiny_ordinal_model):
-    from adder.train.archive import read_keras_config
     from adder.eval.domain import all_expressions
+    from adder.train.archive import read_keras_config
 
     keras_path, onnx_path = tiny_ordinal_model
     config = read_keras_config(keras_path)

@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 
 from adder.codec import Codec
 from adder.config import ConfigError, ModelConfig
-from adder.grammar import Expression, QueryError, bracket_layouts
 from adder.eval.domain import all_expressions
-from adder.train.data import epoch_data
 from adder.eval.draws import sample_expressions
+from adder.grammar import Expression, QueryError, bracket_layouts
+from adder.train.data import epoch_data
 
 ARITH = ModelConfig(min_terms=2, max_terms=3, operators="+-", brackets=True, max_operand=99)
 

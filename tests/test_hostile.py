@@ -819,8 +819,8 @@ def test_an_extra_named_in_a_message_installs_what_it_promises(monkeypatch, caps
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     import typer
 
-    from adder.train import device
     from adder.commands.common import require_training_stack
+    from adder.train import device
 
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     names = {extra: {re.split(r"[<>=\[ ]", spec)[0] for spec in specs} for extra, specs in extras.items()}

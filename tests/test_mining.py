@@ -180,7 +180,6 @@ def test_finishing_epochs_mine_and_hold_once_the_suites_were_clean(tmp_path, mon
     import adder.train.checks as checks_module
     import adder.train.fit as fit_module
     from adder.eval.evaluate import Evaluation
-    from adder.train.model import Architecture
 
     config = ModelConfig(max_operand=9_999)  # too many queries to enumerate: the suites judge
     script = {"unsure": set()}

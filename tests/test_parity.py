@@ -35,8 +35,8 @@ def assert_parity(keras_path: Path, onnx_path: Path, expressions, randoms: int =
 
 
 def test_tiny_model_agrees_on_every_query_of_its_domain(tiny_model):
-    from adder.train.archive import read_keras_config
     from adder.eval.domain import all_expressions
+    from adder.train.archive import read_keras_config
 
     keras_path, onnx_path = tiny_model
     (every,) = list(all_expressions(read_keras_config(keras_path)))
@@ -77,10 +77,10 @@ def test_export_writes_a_batch_graph_that_batches_run_on(tiny_model):
     """The decoder written out step by step: one fused LSTM left, same answers as Keras."""
     import onnx
 
+    from adder.eval.domain import all_expressions
     from adder.export.convert import fused_lstm_count
     from adder.session import batch_graph_path
     from adder.train.archive import read_keras_config
-    from adder.eval.domain import all_expressions
 
     keras_path, onnx_path = tiny_model
     batch_path = batch_graph_path(onnx_path)
@@ -97,8 +97,8 @@ def test_a_batch_graph_of_another_model_is_not_used(tiny_model, tmp_path):
     files) must not answer for it: the embedded configs, training record included, must match."""
     import shutil
 
-    from adder.train.archive import read_keras_config
     from adder.eval.domain import all_expressions
+    from adder.train.archive import read_keras_config
 
     keras_path, onnx_path = tiny_model
     shutil.copy(onnx_path, tmp_path / "m.onnx")
@@ -130,8 +130,8 @@ def test_validation_fails_loudly_when_the_export_differs(tiny_model):
 
 
 def test_shipped_default_model_agrees_with_its_keras_source():
-    from adder.train.archive import read_keras_config
     from adder.eval.draws import sample_expressions
+    from adder.train.archive import read_keras_config
 
     keras_path = REPO / "train" / "models" / "default.keras"
     config = read_keras_config(keras_path)
@@ -141,9 +141,9 @@ def test_shipped_default_model_agrees_with_its_keras_source():
 
 
 def test_single_queries_run_on_the_one_query_graph_and_agree_with_keras(tiny_model):
+    from adder.eval.domain import all_expressions
     from adder.export.validate import keras_probs
     from adder.train.archive import load_keras
-    from adder.eval.domain import all_expressions
 
     keras_path, onnx_path = tiny_model
     adder = Adder(onnx_path)

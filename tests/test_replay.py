@@ -12,7 +12,7 @@ from adder.config import ModelConfig
 from adder.grammar import Expression
 from adder.train.data import REPLAY_COPIES, epoch_expressions
 from adder.train.replay import MAX_POOL, ReplayPool
-from tests.conftest import loop_recipe, kill_after_first_epoch, needs_training
+from tests.conftest import kill_after_first_epoch, loop_recipe, needs_training
 
 ARITH = ModelConfig(min_terms=2, max_terms=3, operators="+-", brackets=True, max_operand=99)
 TRAIN = [sys.executable, "-c", "from adder.commands.train import main; main()"]
@@ -172,7 +172,6 @@ def test_a_clean_sample_calls_for_the_whole_domain_only_once_the_pool_is_right(
     import adder.train.checks as checks_module
     import adder.train.fit as fit_module
     from adder.eval.evaluate import Evaluation
-    from adder.train.model import Architecture
 
     calls = []
 
@@ -311,10 +310,8 @@ def test_clean_suites_end_a_run_only_once_pairs_drawn_afresh_are_right_too(tmp_p
     """Where the suites stand in for the domain, their uniform pairs have been replayed by the
     time they are clean; a run is exact only when uniform pairs drawn for that check alone
     are right as well, and what those get wrong is replayed like any other find."""
-    import adder.train.checks as checks_module
     import adder.train.fit as fit_module
     from adder.eval import suites
-    from adder.train.model import Architecture
 
     config = ModelConfig(max_operand=9_999)  # 10^8 queries: too many to enumerate, so the suites judge
     drawn = script_suites_clean_and_fresh_draws(monkeypatch, fresh_wrong, 500)
@@ -342,7 +339,6 @@ def test_clean_suites_end_a_run_only_once_pairs_drawn_afresh_are_right_too(tmp_p
 def test_a_starting_model_clean_on_the_suites_is_confirmed_on_fresh_pairs_before_it_counts_as_exact(
     tmp_path, monkeypatch, fresh_wrong
 ):
-    import adder.train.checks as checks_module
     import adder.train.fit as fit_module
     from adder.eval import suites
     from adder.train.model import Architecture, build_model
@@ -373,10 +369,8 @@ def test_a_clean_fresh_draw_is_continued_before_a_run_stops_and_what_the_rest_fi
     same draw and for pairs summing to 9 over a run with no carry into it; here the first
     check's continuation has one wrong pair, which is replayed, and the second check ends
     the run. Without it, that first check ends the run."""
-    import adder.train.checks as checks_module
     import adder.train.fit as fit_module
     from adder.eval import suites
-    from adder.train.model import Architecture
 
     calls = script_suites_clean_and_fresh_draws(monkeypatch, 1, 500, wrong_block=6)  # the continuation's first
     monkeypatch.setattr(suites, "CHUNK", 100)  # so a draw of 500 is five blocks, continued in whole ones
@@ -408,11 +402,9 @@ def test_a_clean_further_check_goes_on_beyond_and_the_run_is_the_same_until_then
     draw and more runs; here that stage finds one wrong pair at the first check, which is
     replayed, and the second check ends the run. Without it the first check ends the run,
     and up to that verdict the two runs are the same."""
-    import adder.train.checks as checks_module
     import adder.train.fit as fit_module
     from adder.eval import suites
     from adder.eval.draws import propagate_run_pairs
-    from adder.train.model import Architecture
 
     # each check: 5 blocks of its fresh draw, 10 continuing it, 1 of 100 runs; then beyond:
     # 1 of 10 nine-dense pairs, 5 of the draw continued again, 1 of 50 more runs
@@ -462,7 +454,6 @@ def test_averaged_weights_are_judged_once_a_run_goes_beyond_and_a_resumed_run_ke
     import adder.train.fit as fit_module
     from adder.eval import suites
     from adder.eval.evaluate import Evaluation
-    from adder.train.model import Architecture
 
     monkeypatch.setattr(suites, "UNIFORM_SIZE", 500)
     monkeypatch.setattr(suites, "CHUNK", 100)
@@ -505,7 +496,6 @@ def test_averaged_weights_are_judged_once_a_run_goes_beyond_and_a_resumed_run_ke
         monkeypatch.setattr(fit_module, "answers_right", lambda model, codec, x, truth: np.ones(len(x), dtype=bool))
         monkeypatch.setattr(checks_module, "answers_right", lambda model, codec, x, truth: np.ones(len(x), dtype=bool))
         monkeypatch.setattr(fit_module, "train_epoch", train_epoch)
-        arch = Architecture((4,), (4,))
         try:
             model, history, outcome = fit_module.fit(settings, out, log=lambda _: None
             )  # fmt: skip

@@ -279,8 +279,8 @@ def test_ten_digit_operands_go_through_keras_onnx_and_the_cli_alike(tiny_wide_mo
 def test_a_few_wrong_in_millions_never_print_as_100_percent():
     """3 wrong of 24,093,649 is 99.99998%: rounded, that reads 100.0000%, a claim of exactness the
     counts refute. Shares are printed rounded down."""
-    from adder.figures import percent
     from adder.eval.evaluate import Evaluation
+    from adder.figures import percent
 
     result = Evaluation("suites", total=24_093_649, wrong=3, groups={"uniform": {"total": 10_000_000, "wrong": 3}})
     assert "100.0000%" not in result.summary() and "exact-match 99.9999% (3 wrong of 24,093,649" in result.summary()

@@ -192,7 +192,6 @@ def check_epoch(
             result = full_check(judged, config, to_onnx=to_onnx)
     seed = suites.fresh_seed(recipe.seed, epoch)
     plan = verdict.stages(recipe.confirm_further, recipe.confirm_beyond)
-    predict = None
     if result.is_verdict and result.wrong == 0 and suites.judged_by_suites(config):
         predict = domain_predictor(judged, config, to_onnx)[0]
         result = verdict.judge(result, predict, config, seed, plan, entry)

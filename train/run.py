@@ -14,6 +14,8 @@ from adder.eval.files import WriteError
 from adder.train.distributed import Cluster
 from adder.train.recipe import Architecture, Recipe
 
+FINAL_SAMPLE = 100_000  # pairs a budgeted run's last word draws where the suites (24 million) judge
+
 
 class TrainError(ValueError):
     """A run that cannot start or go on; the message says why in one line, and what to do."""
@@ -48,7 +50,6 @@ def train(
     checkpoint, so the same call with a larger budget goes on from it.
     """
     from adder.train.checkpoint import Checkpoint, CheckpointError
-    from adder.train.checks import full_check
     from adder.train.device import describe, use_devices, versions
     from adder.train.fit import fit
 
@@ -101,7 +102,7 @@ def train(
     }
     if started_from:
         record["init"] = started_from
-    result = outcome.result or full_check(model, config, to_onnx=to_onnx)
+    result = outcome.result or final_check(model, recipe, config, keep_checkpoint, to_onnx)
     log(f"{out}: {result.summary()}")
     for example in result.first_wrong:
         log(f"  {example['query']} = {example['expected']}, model says {example['got']}")
@@ -123,6 +124,17 @@ def train(
     log(written + f" (trained in {seconds:.0f} s)")
     wrong = f"{result.wrong:,} of {result.total:,} queries ({result.method}) still wrong"
     return Trained(bool(exact), record, "exact" if exact else f"not exact when {outcome.reason}: {wrong}")
+
+
+def final_check(model, recipe: Recipe, config, thorough: bool, to_onnx):
+    """What a run that ended without a verdict reached: the verdict itself where a rerun will
+    replay it (``thorough``), else, where the suites judge the domain, a uniform sample, said so."""
+    from adder.eval import suites
+    from adder.train.checks import full_check
+
+    if thorough or not suites.judged_by_suites(config):
+        return full_check(model, config, to_onnx=to_onnx)
+    return full_check(model, config, sample=recipe.check_sample or FINAL_SAMPLE, seed=recipe.seed, to_onnx=to_onnx)
 
 
 def write_model(model, final, out: Path, arch_name: str) -> None:
