@@ -20,6 +20,7 @@ import typer
 from adder.commands.common import fail, require_training_stack
 from adder.train.device import BACKENDS
 from adder.train.distributed import PEER_TIMEOUT, Cluster, cluster_problem
+from adder.train.derive import derive, derived_changes, estimate, matches_domain
 from adder.train.recipe import DEFAULT_RECIPE, Recipe, parse_number, typed
 from adder.train.recipe_files import load_recipe, recipe_names
 
@@ -152,6 +153,10 @@ def train(
         common = {"terms": terms, "largest": largest, "ops": ops, "brackets": brackets, "arch": arch, "seed": seed}
         overrides |= {k: typed(Recipe.field(k), v, f"--{k}") for k, v in common.items() if v is not None}
         plan = base.with_overrides(**overrides)
+        derived = ""
+        if ctx.get_parameter_source("recipe").name == "DEFAULT" and not matches_domain(plan, base):
+            name, base, derived = recipe_for_domain(plan)
+            plan = base.with_overrides(**overrides)
         budget = {}
         if epochs is not None:
             budget["--epochs"] = n = parse_number(epochs, int, "--epochs")
@@ -182,6 +187,8 @@ def train(
         stand_by(cluster)
         join_runtime(cluster)
     command = rebuild_command(name, overrides, budget, out, init)
+    if derived:
+        typer.echo(f"{derived}; {estimate(plan)}")
     device_count = None if devices == "all" or cluster.joined else int(devices or 1)
 
     def work() -> None:
@@ -213,6 +220,17 @@ def train(
 
         finish_together(cluster, work)
     work()
+
+
+def recipe_for_domain(plan: Recipe) -> tuple[str, Recipe, str]:
+    """A domain given without --recipe: the shipped recipe for exactly that domain, or one derived
+    from it (adder.train.derive); the name it goes by, the recipe, and a line saying which."""
+    for shipped in recipe_names():
+        recipe = load_recipe(shipped)[1]
+        if matches_domain(plan, recipe):
+            return shipped, recipe, f"the domain of recipe {shipped}: training that recipe"
+    recipe = derive(plan)
+    return "", recipe, f"a recipe derived from the domain: {derived_changes(recipe)}"
 
 
 def check_run_options(out: Path, init: Path | None, backend: str, devices: str | None, cluster: Cluster) -> None:
@@ -287,7 +305,7 @@ def parse_settings(args: list[str]) -> dict:
 def rebuild_command(name: str, overrides: dict, budget: dict, out: Path, init: Path | None) -> str:
     """The one command that rebuilds this model: the recipe, what overrode it (common settings
     as their flags, the rest as --set), any budget given, and --out."""
-    words = ["adder-train", "--recipe", name]
+    words = ["adder-train", *(["--recipe", name] if name else [])]
     for key in Recipe.field_names():
         if key not in overrides:
             continue

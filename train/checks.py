@@ -199,4 +199,5 @@ def check_epoch(
         pool.reset(result.wrong_queries)
         entry.update(full_check_wrong=result.wrong)
         log(f"  full check: {result.summary()}")
+    entry.update(check_wrong=result.wrong, checked=result.total)  # what growth (adder.train.growth) reads
     return result

@@ -34,6 +34,7 @@ from adder.train.checks import (
 )
 from adder.train.data import encode_epoch, epoch_expressions
 from adder.train.distributed import Cluster, file_fingerprint, same_everywhere
+from adder.train.growth import stuck
 from adder.train.mining import mine
 from adder.train.model import build_model
 from adder.train.policy import Cycle, first_cycle, learning_rate_at, next_cycle
@@ -56,6 +57,8 @@ class Outcome:
     result: Evaluation | None  # the last check, if it is the model's final word
     exact: bool
     reason: str  # why the run stopped, in words
+    stuck: str = ""  # why the run stopped to grow (adder.train.growth), if it did
+    epochs: int = 0  # epochs trained in all
 
 
 @dataclass
@@ -219,7 +222,7 @@ def fit(
             return (
                 state.judged,
                 state.history,
-                Outcome(final, False, f"the budget of {recipe.max_minutes:g} minutes is spent"),
+                Outcome(final, False, f"the budget of {recipe.max_minutes:g} minutes is spent", epochs=epoch),
             )
         cycle = state.cycles[-1]
         state.model.optimizer.learning_rate.assign(learning_rate_at(cycle, epoch, recipe.schedule))
@@ -265,16 +268,20 @@ def fit(
             )
             entry.update(full_check_seconds=round(time.perf_counter() - started, 1), replay_pool=len(state.pool))
         exact = result is not None and result.wrong == 0 and result.is_verdict
-        if cycle_end and not exact and epoch + 1 < last_epoch:
+        why = stuck(state.history, state.cycles) if recipe.grow and cycle_end and not exact else ""
+        if cycle_end and not exact and not why and epoch + 1 < last_epoch:
             plan_next_cycle(state, recipe, result, log)
         if cluster.writer:
             spent = state.spent + time.perf_counter() - began
             checkpoint.save(state.model, config, epoch + 1, state.history, state.pool, spent, state.cycles, state.mean)
         if exact:
             log(f"stopping early: exact on the whole domain after epoch {epoch + 1}")
-            return state.judged, state.history, Outcome(result, True, f"exact after epoch {epoch + 1}")
+            return state.judged, state.history, Outcome(result, True, f"exact after epoch {epoch + 1}", epochs=epoch + 1)
+        if why and epoch + 1 < last_epoch:
+            return state.judged, state.history, Outcome(result, False, "stuck", stuck=why, epochs=epoch + 1)
     final = result if result is not None and result.is_verdict else None
-    return state.judged, state.history, Outcome(final, False, f"the budget of {last_epoch} epochs is spent")
+    spent = f"the budget of {last_epoch} epochs is spent"
+    return state.judged, state.history, Outcome(final, False, spent, epochs=last_epoch)
 
 
 def mine_epoch(state: State, recipe: Recipe, config: ModelConfig, epoch: int, entry: dict, to_onnx) -> int:

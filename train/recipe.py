@@ -21,6 +21,7 @@ MAX_SEED = 2**32 - 1  # numpy's legacy seeding, which Keras uses, takes no more
 MAX_SAMPLES = 100_000_000  # an epoch's queries are built in memory: about 30 GB at this many
 MAX_CONFIRM = 1_000_000_000  # checked in blocks, not held: about 17 h of a 2-core CPU at this many
 MAX_UNITS = 4096
+DOMAIN = ("terms", "smallest", "largest", "ops", "brackets")  # what a recipe is for; the rest is how
 BUDGET = ("max_epochs", "max_minutes")  # not part of a run's identity: a rerun may raise them
 # Fields renamed since models were shipped: a record's old name, read as the new one.
 RENAMED = {"epochs": "cycle_epochs"}
@@ -111,6 +112,7 @@ class Recipe:
         "Layer sizes ENCODER/DECODER in LSTM units (64/64; stacked: 64,64/64), or 'seed' (100/50), 'wide' (128/128).",
         group="model",
     )
+    grow: bool = setting(False, "Widen the layers when a cycle's wrong share does not halve (adder.train.growth).", group="model")
     # the first learning-rate cycle; the policy (adder.train.policy) plans the ones after it
     cycle_epochs: int = setting(120, "Length of the first learning-rate cycle, in epochs.", 1, 100_000)
     samples: int = setting(50_000, "Queries drawn per epoch.", 1, MAX_SAMPLES)

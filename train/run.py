@@ -12,6 +12,7 @@ from pathlib import Path
 from adder.config import ConfigError
 from adder.eval.files import WriteError
 from adder.train.distributed import Cluster
+from adder.train.growth import Growth, widened
 from adder.train.recipe import Architecture, Recipe
 
 FINAL_SAMPLE = 100_000  # pairs a budgeted run's last word draws where the suites (24 million) judge
@@ -81,14 +82,31 @@ def train(
     )
     earlier = Checkpoint(out, {}).seconds()  # spent by the calls before this one, if it resumes
     started = time.perf_counter()
+    grown = Growth.load(out, recipe)
     try:
-        model, history, outcome = fit(recipe, out, log=log, init=init_model, cluster=cluster, to_onnx=to_onnx)
+        while True:
+            current = grown.recipe or recipe
+            model, history, outcome = fit(current, out, log=log, init=init_model, cluster=cluster, to_onnx=to_onnx)
+            if not outcome.stuck:
+                break
+            wider = widened(current)
+            if wider is None:
+                log(f"cannot grow past {current.arch}: {outcome.stuck}")
+                break
+            left = current.max_epochs - outcome.epochs
+            log(f"growing from {current.arch} to {wider.arch}, from fresh weights, with {left} epochs left: {outcome.stuck}")
+            grown.add(current, outcome, wider.with_overrides(max_epochs=left))
+            init_model = None
+            if cluster.writer:
+                Checkpoint(out, {}).remove()
+                grown.save(out)
     except (CheckpointError, WriteError) as exc:
         raise TrainError(str(exc)) from None
+    arch, arch_name = (current.architecture(), current.arch) if grown.steps else (arch, arch_name)
     seconds = time.perf_counter() - started
     record = {
         "command": command,
-        "recipe": {"name": name, **recipe.to_dict()},
+        "recipe": {"name": name or "derived", **recipe.to_dict()},
         "arch": arch_name,
         "layers": arch.to_dict(),
         "parameters": int(model.count_params()),
@@ -102,6 +120,8 @@ def train(
     }
     if started_from:
         record["init"] = started_from
+    if grown.steps:
+        record["growth"] = grown.steps
     result = outcome.result or final_check(model, recipe, config, keep_checkpoint, to_onnx)
     log(f"{out}: {result.summary()}")
     for example in result.first_wrong:
