@@ -16,41 +16,43 @@ EXPORT = [sys.executable, "-c", "from adder.commands.export import main; main()"
     [
         (["--largest", "0"], "operands must satisfy"),
         (["--terms", "1"], "terms must satisfy"),
-        (["--terms", "two"], "--terms takes a number"),
+        (["--terms", "two"], "terms takes a number or a range like 2-4"),
         (["--epochs", "-3"], "--epochs must be at least 1"),
-        (["--samples", "0"], "--samples must be at least 1"),
-        (["--seed", "-1"], "--seed must be a non-negative integer"),
-        (["--seed", "4294967296"], "--seed must be at most 4,294,967,295"),
-        (["--recipe", "nope"], "--recipe must be one of"),
-        (["--max-epochs", "-1"], "--max-epochs must be 0 or more"),
-        (["--max-minutes", "inf"], "--max-minutes must be a finite"),
-        (["--curriculum", "-1"], "--curriculum must be 0 or more"),
+        (["--samples", "0"], "samples must be at least 1"),
+        (["--seed", "-1"], "seed must be at least 0"),
+        (["--seed", "4294967296"], "seed must be at most 4,294,967,295"),
+        (["--seed", "٣"], "--seed takes a whole number"),  # int() takes other scripts' digits
+        (["--recipe", "nope"], "recipe must be one of"),
+        (["--max-epochs", "-1"], "max_epochs must be at least 1"),
+        (["--max-minutes", "inf"], "--max-minutes takes a number"),
+        (["--curriculum", "-1"], "curriculum must be at least 0"),
         (["--out", "missing-folder/m.keras"], "does not exist"),
         (["--out", "m.h5"], "must end in .keras"),
         (["--encoding", "bits"], "encoding must be one of"),
-        (["--mine-margin", "1"], "--mine-margin must be at least 0 and below 1"),
-        (["--mine-margin", "0.9"], "--mine-margin 0.9 needs --mine-sample of 1 or more"),
-        (["--mine-sample", "-5"], "--mine-sample must be 0 or more"),
-        (["--hold-rate", "nan"], "--hold-rate must be a finite learning rate"),
-        (["--mine-margin", "0.9", "--mine-sample", "10"], "--mine-margin acts only once fixed suites judge"),
-        (["--hold-rate", "1e-5"], "--hold-rate acts only once fixed suites judge the domain"),
-        (["--confirm-further", "-1"], "--confirm-further must be 0 or more pairs"),
-        (["--confirm-further", "2000000000"], "--confirm-further must be at most 1,000,000,000 pairs"),
-        (["--confirm-further", "100000"], "--confirm-further acts only once fixed suites judge the domain"),
-        (["--confirm-beyond", "-1"], "--confirm-beyond must be 0 or more pairs"),
-        (["--confirm-beyond", "2000000000"], "--confirm-beyond must be at most 1,000,000,000 pairs"),
-        (["--confirm-beyond", "100000"], "--confirm-beyond acts only once fixed suites judge the domain"),
+        (["--mine-margin", "1"], "mine_margin must be below 1"),
+        (["--mine-margin", "0.9"], "mine_margin 0.9 needs mine_sample of 1 or more"),
+        (["--mine-sample", "-5"], "mine_sample must be at least 0"),
+        (["--hold-rate", "nan"], "--hold-rate takes a number"),
+        (["--mine-margin", "0.9", "--mine-sample", "10"], "mine_margin, mine_sample act only where fixed suites judge"),
+        (["--hold-rate", "1e-5"], "hold_rate acts only where fixed suites judge the domain"),
+        (["--confirm-further", "-1"], "confirm_further must be at least 0"),
+        (["--confirm-further", "2000000000"], "confirm_further must be at most 1,000,000,000"),
+        (["--confirm-further", "100000"], "confirm_further acts only where fixed suites judge the domain"),
+        (["--confirm-beyond", "-1"], "confirm_beyond must be at least 0"),
+        (["--confirm-beyond", "2000000000"], "confirm_beyond must be at most 1,000,000,000"),
         (
             ["--recipe", "wide", "--confirm-further", "1500000", "--confirm-beyond", "5000000"],
             "which must then be a positive multiple of 1,000,000 pairs, got 1,500,000",
         ),
         (
-            ["--largest", "9999999999", "--confirm-beyond", "5000000"],
+            ["--recipe", "default", "--largest", "9999999999", "--confirm-beyond", "5000000"],
             "which must then be a positive multiple of 1,000,000 pairs, got 0",
         ),
-        (["--average-weights"], "--average-weights acts only once fixed suites judge the domain"),
-        (["--recipe", "wide", "--confirm-beyond", "0"], "needs --confirm-beyond too (or --no-average-weights)"),
-        (["--largest", "9999999999", "--average-weights"], "--average-weights acts only once a run goes beyond"),
+        (["--average-weights"], "average_weights acts only once a run goes beyond"),
+        (["--recipe", "wide", "--confirm-beyond", "0"], "needs confirm_beyond too (or --no-average-weights)"),
+        (["--set", "grow=maybe"], "grow takes true or false"),
+        (["--nonsense", "1"], "no such option or setting --nonsense"),
+        (["stray"], "unexpected argument 'stray'"),
     ],
 )
 def test_bad_training_options_are_refused_in_one_line(tmp_path, args, message):
@@ -97,7 +99,7 @@ def test_training_without_the_extra_asks_for_it_in_one_line(monkeypatch, capsys)
 
     import typer
 
-    from adder.train import cli
+    from adder.commands import common as cli
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "keras" else real(name))

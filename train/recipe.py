@@ -283,7 +283,7 @@ class Recipe:
                 f"{FURTHER_STEP:,} pairs, got {self.confirm_further:,}"
             )
         if self.average_weights and not self.confirm_beyond:
-            found.append("average_weights acts only once a run goes beyond, so it needs confirm_beyond too")
+            found.append("average_weights acts only once a run goes beyond, so it needs confirm_beyond too (or --no-average-weights)")
         config = self.model_config()
         if not judged_by_suites(config):
             defaults = Recipe()
@@ -348,7 +348,7 @@ BOOLEAN_WORDS = {
 def typed(f, value, source: str):
     """``value`` (text from the command line, or a TOML/JSON value) as field ``f``'s type."""
     kind = type(f.default)
-    what = f"{source}: {f.name}"
+    what = source if source.startswith("--") else f"{source}: {f.name}"
     if isinstance(value, str) and kind is not str:
         if kind is bool:
             if value.strip().lower() not in BOOLEAN_WORDS:
