@@ -62,7 +62,8 @@ class ModelQueue:
         return await self._answer((self.name, queries))
 
 
-@serve.deployment(max_ongoing_requests=256)
+# A stop waits for requests in flight (up to 10 s, as adder serve), not for Ray's default 2 s idle loop and 20 s.
+@serve.deployment(max_ongoing_requests=256, graceful_shutdown_wait_loop_s=0.1, graceful_shutdown_timeout_s=10)
 @serve.ingress()
 class AdderReplica:
     """Every shipped model (and ``model`` when it is a path), answering the v2 protocol."""
