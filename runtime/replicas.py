@@ -79,7 +79,8 @@ class AdderReplica:
         replica = getattr(context.replica_id, "unique_id", None) or str(context.replica_id)
         self.replica = replica.encode()
 
-    @serve.batch(max_batch_size=2048, batch_wait_timeout_s=0.0, batch_size_fn=queries_in)
+    # In queries (batch_size_fn): Ray refuses a request larger than a batch, so a batch holds the largest request.
+    @serve.batch(max_batch_size=ReplicaLimits.max_queries, batch_wait_timeout_s=0.0, batch_size_fn=queries_in)
     async def answer_batch(self, batch: list[tuple[str, list[str]]]) -> list[tuple[list[v2.Result], int]]:
         """Each request's results, one model call a model among the requests gathered."""
         by_model: dict[str, list[int]] = {}
@@ -99,11 +100,15 @@ class AdderReplica:
     def __serve_build_asgi_app__(self):
         configs = {name: adder.config for name, adder in self.models.items()}
         queues = {name: ModelQueue(name, self.answer_batch) for name in self.models}
-        app = Starlette(routes=v2.routes(configs, queues, ReplicaLimits()), exception_handlers={HTTPException: refused})
+        handlers = {HTTPException: refused, Exception: refused}
+        app = Starlette(routes=v2.routes(configs, queues, ReplicaLimits()), exception_handlers=handlers)
         return tagged(app, self.replica)
 
 
-def refused(request: Request, exc: HTTPException) -> Response:
+def refused(request: Request, exc: Exception) -> Response:
+    """The router's 404 and 405, and any fault (500), in the protocol's error shape."""
+    if not isinstance(exc, HTTPException):
+        return Response(json.dumps({"error": "internal error"}), 500, media_type="application/json")
     message = "no such endpoint; the replicas answer /v2" if exc.status_code == 404 else exc.detail
     return Response(json.dumps({"error": message}), exc.status_code, exc.headers, media_type="application/json")
 
@@ -122,6 +127,22 @@ def tagged(app, replica: bytes):
     return asgi
 
 
+def deploy(
+    model: str | None,
+    replicas: int,
+    cpus: float,
+    *,
+    name: str = APP_NAME,
+    route_prefix: str = "/",
+    max_batch: int = ReplicaLimits.max_queries,
+    wait: float = 0.0,
+) -> None:
+    """``replicas`` replicas as the Serve application ``name`` at ``route_prefix``, once every one is ready."""
+    deployment = AdderReplica.options(num_replicas=replicas, ray_actor_options={"num_cpus": cpus})
+    threads = max(1, round(cpus))
+    serve.run(deployment.bind(model, threads, max_batch, wait), name=name, route_prefix=route_prefix)
+
+
 def _exit_quietly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
@@ -134,7 +155,7 @@ def run_replicas(
     *,
     cpus: float | None = None,
     address: str | None = None,
-    max_batch: int = 2048,
+    max_batch: int = ReplicaLimits.max_queries,
     wait: float = 0.0,
     announce: Callable[[str], None] = print,
     temp_dir: str | None = None,
@@ -145,7 +166,6 @@ def run_replicas(
     local = address is None
     if cpus is None:  # on one machine, every replica fits however many there are; on a cluster, a core each
         cpus = min(1.0, (os.cpu_count() or 1) / replicas) if local else 1.0
-    threads = max(1, round(cpus))
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
     ray.init(
         address=address,
@@ -158,8 +178,7 @@ def run_replicas(
     signal.signal(signal.SIGTERM, _exit_quietly)
     try:
         serve.start(http_options={"host": host, "port": port})
-        deployment = AdderReplica.options(num_replicas=replicas, ray_actor_options={"num_cpus": cpus})
-        serve.run(deployment.bind(model, threads, max_batch, wait), name=APP_NAME, route_prefix="/")
+        deploy(model, replicas, cpus, max_batch=max_batch, wait=wait)
         announce(
             f"adder serve: {replicas} replica{'s' * (replicas != 1)} on Ray Serve ({os.cpu_count()} cores here) "
             f"at http://{host}:{port}/v2; SIGTERM or Ctrl-C stops"

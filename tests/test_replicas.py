@@ -101,6 +101,9 @@ def test_the_replicas_speak_the_same_protocol_to_tritonclient(replicas):
     assert result.as_numpy("answers").tolist()[:2] == [408, 9801] and result.as_numpy("errors")[2] != b""
     status, reply, _ = infer(port, "nope", ["1+1"])
     assert status == 404 and "unknown model 'nope'" in reply["error"]
+    status, reply, _ = infer(port, "default", ["1+1"] * 10_000)  # the largest request is one batch
+    assert status == 200 and reply["outputs"][0]["data"] == [2] * 10_000
+    assert infer(port, "default", ["1+1"] * 10_001)[0] == 413
     client.close()
 
 
