@@ -187,5 +187,10 @@ def serve_replicas(host: str, port: int, model: str | None, replicas: int, ray_a
         return EXIT_USAGE
     from .replicas import run_replicas
 
-    run_replicas(model, host, port, replicas, address=ray_address, announce=lambda line: typer.echo(line, err=True))
+    try:
+        run_replicas(model, host, port, replicas, address=ray_address, announce=lambda line: typer.echo(line, err=True))
+    except ConnectionError as exc:  # ray.init: no cluster at that address, or one that refuses this client's token
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        typer.echo(f"error: cannot join the Ray cluster at {ray_address or 'this machine'}: {reason[:200]}", err=True)
+        return EXIT_USAGE
     return 0

@@ -110,6 +110,11 @@ def model_metadata(name: str, config: ModelConfig) -> dict:
     }
 
 
+def shown(name: str) -> str:
+    """A name from the URL, quoted and cut short: a refusal does not echo a megabyte back."""
+    return repr(name) if len(name) <= 80 else repr(name[:80]) + "..."
+
+
 def kind(value: object) -> str:
     names = {dict: "an object", list: "an array", str: "a string", bool: "true or false", int: "a number"}
     return "null" if value is None else names.get(type(value), "a number" if isinstance(value, float) else "?")
@@ -186,6 +191,10 @@ def check_flag(parameters: dict, name: str, what: str) -> bool | None:
     return flag
 
 
+def elements(count: int) -> str:
+    return f"{count:,} element{'s' * (count != 1)}"
+
+
 def queries_from_json(data: object, count: int) -> list[str]:
     if not isinstance(data, list):
         raise V2Error(400, f'input {INPUT!r} "data" must be an array of strings, got {kind(data)}')
@@ -194,7 +203,7 @@ def queries_from_json(data: object, count: int) -> list[str]:
             nested = " (shape [-1] has no nesting: give a flat array)" if isinstance(element, list) else ""
             raise V2Error(400, f"input {INPUT!r} element {number} is {kind(element)}, not a string{nested}")
     if len(data) != count:
-        raise V2Error(400, f"input {INPUT!r} has shape [{count}] but {len(data):,} elements")
+        raise V2Error(400, f"input {INPUT!r} has shape [{count}] but {elements(len(data))}")
     return data
 
 
@@ -203,7 +212,7 @@ def queries_from_binary(raw: bytes, count: int) -> list[str]:
     queries, offset = [], 0
     while offset < len(raw):
         if len(queries) == count:
-            raise V2Error(400, f"input {INPUT!r}'s binary data holds more than the {count} elements of its shape")
+            raise V2Error(400, f"input {INPUT!r}'s binary data holds more than the {elements(count)} of its shape")
         if offset + 4 > len(raw):
             raise V2Error(400, f"input {INPUT!r}'s binary data ends inside element {len(queries)}'s length")
         (size,) = struct.unpack_from("<I", raw, offset)
@@ -216,7 +225,7 @@ def queries_from_binary(raw: bytes, count: int) -> list[str]:
             raise V2Error(400, f"input {INPUT!r} element {len(queries)} is not valid UTF-8 ({exc.reason})") from None
         offset += 4 + size
     if len(queries) != count:
-        raise V2Error(400, f"input {INPUT!r} has shape [{count}] but its binary data holds {len(queries)} elements")
+        raise V2Error(400, f"input {INPUT!r} has shape [{count}] but its binary data holds {elements(len(queries))}")
     return queries
 
 
@@ -225,9 +234,9 @@ def parse_input(tensor: object, binary: bytes, limits: BodyLimits) -> tuple[list
     tensor = check_object(tensor, f"input {INPUT!r}", INPUT_FIELDS)
     name, datatype, shape = tensor.get("name"), tensor.get("datatype"), tensor.get("shape")
     if name != INPUT:
-        raise V2Error(400, f"unknown input {name!r}; every model here takes one input, {INPUT!r}")
+        raise V2Error(400, f"unknown input {json.dumps(name)[:80]}; every model here takes one input, {INPUT!r}")
     if datatype != "BYTES":
-        raise V2Error(400, f"input {INPUT!r} is BYTES (query strings), got datatype {datatype!r}")
+        raise V2Error(400, f"input {INPUT!r} is BYTES (query strings), got datatype {json.dumps(datatype)[:80]}")
     if not isinstance(shape, list) or len(shape) != 1 or type(shape[0]) is not int or shape[0] < 0:
         raise V2Error(400, f"input {INPUT!r} has shape [-1] (one query an element), got {json.dumps(shape)[:80]}")
     count = shape[0]
@@ -258,7 +267,7 @@ def parse_outputs(value: object, binary_default: bool) -> tuple[tuple[str, bool]
         tensor = check_object(tensor, f'"outputs"[{number}]', OUTPUT_FIELDS)
         name = tensor.get("name")
         if name not in OUTPUTS:
-            raise V2Error(400, f"unknown output {name!r}; the outputs are {ANSWERS!r} and {ERRORS!r}")
+            raise V2Error(400, f"unknown output {json.dumps(name)[:80]}; the outputs are {ANSWERS!r} and {ERRORS!r}")
         if any(name == seen for seen, _ in wanted):
             raise V2Error(400, f"output {name!r} is asked for twice")
         parameters = check_parameters(tensor.get("parameters"), f"output {name!r}")
@@ -376,9 +385,9 @@ def routes(models: Mapping[str, ModelConfig], answerers: Mapping[str, Answerer],
     def model_named(request: Request) -> str:
         name, version = request.path_params["model"], request.path_params.get("version")
         if name not in models:
-            raise V2Error(404, f"unknown model {name!r}; this server has: {', '.join(models)}")
+            raise V2Error(404, f"unknown model {shown(name)}; this server has: {', '.join(models)}")
         if version is not None and version != MODEL_VERSION:
-            raise V2Error(404, f"model {name!r} has no version {version!r}; its only version is {MODEL_VERSION!r}")
+            raise V2Error(404, f"model {name!r} has no version {shown(version)}; its only version is {MODEL_VERSION!r}")
         return name
 
     def refusing(handler):
