@@ -133,6 +133,9 @@ def serve(
     Queries from concurrent requests are answered together, in one model call.
     Every shipped model is loaded; a request may name one.
     """
+    if ray_address is not None and not replicas:
+        typer.echo("error: --ray-address runs replicas there; give --replicas N too", err=True)
+        raise typer.Exit(EXIT_USAGE)
     if replicas:
         raise typer.Exit(serve_replicas(host, port, model, replicas, ray_address))
     if not all(importlib.util.find_spec(name) for name in ("uvicorn", "starlette")):

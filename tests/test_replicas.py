@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -15,10 +16,8 @@ import threading
 
 import pytest
 
-pytest.importorskip("ray.serve", reason="needs the replicas extra")
-
-from adder import Adder, QueryError  # noqa: E402
-from adder.session import shipped_models  # noqa: E402
+from adder import Adder, QueryError
+from adder.session import shipped_models
 
 QUERIES = {
     "default": ["3+10", "999+999", "1000+1"],
@@ -31,6 +30,8 @@ QUERIES = {
 @pytest.fixture(scope="module")
 def replicas():
     """`adder serve --replicas 2 --port 0`, Ray's files in a short folder of their own, and its port."""
+    pytest.importorskip("ray.serve", reason="needs the replicas extra")
+    pytest.importorskip("starlette", reason="needs the replicas extra")
     folder = tempfile.mkdtemp(prefix="ray")  # short: Ray's socket paths must fit in 107 bytes
     process = subprocess.Popen(
         [sys.executable, "-m", "adder", "serve", "--replicas", "2", "--port", "0"],
@@ -111,3 +112,27 @@ def test_sigterm_stops_the_replicas_and_ray_with_exit_0(replicas):
     process, _ = replicas
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=90) == 0
+
+
+def test_replicas_without_the_extra_name_it_in_one_line():
+    hide = "import sys; sys.modules['ray'] = None; sys.argv = ['adder', 'serve', '--replicas', '2']; "
+    hide += "from adder.command import run; run()"
+    result = subprocess.run([sys.executable, "-c", hide], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "pip install 'adder[replicas]'" in result.stderr
+    alone = [sys.executable, "-m", "adder", "serve", "--ray-address", "127.0.0.1:6379"]
+    result = subprocess.run(alone, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "give --replicas N too" in result.stderr
+
+
+def test_replicas_refuse_a_bad_model_or_a_busy_port_in_one_line():
+    pytest.importorskip("ray.serve", reason="needs the replicas extra")
+    command = [sys.executable, "-m", "adder", "serve", "--replicas", "2"]
+    result = subprocess.run([*command, "--model", "missing.onnx"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr.startswith("error: missing.onnx: no such file")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = str(busy.getsockname()[1])
+        result = subprocess.run([*command, "--port", taken], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr.startswith(f"error: cannot listen on 127.0.0.1 port {taken}")
