@@ -113,12 +113,31 @@ def serve(
             show_default="default",
         ),
     ] = None,
+    replicas: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Run this many replicas on Ray Serve (extra `replicas`) instead of one process; they answer /v2 only.",
+        ),
+    ] = 0,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="With --replicas: the Ray cluster to join (`ray start --head` prints it); default: start Ray here."
+        ),
+    ] = None,
 ) -> None:
-    """Answer queries over HTTP until SIGTERM or Ctrl-C: GET /add?q=3%2B10, POST /add, GET /health, GET /models.
+    """Answer queries over HTTP until SIGTERM or Ctrl-C: GET /add?q=3%2B10, POST /add, GET /health, GET /models,
+    and the Open Inference Protocol under /v2.
 
     Queries from concurrent requests are answered together, in one model call.
     Every shipped model is loaded; a request may name one.
     """
+    if ray_address is not None and not replicas:
+        typer.echo("error: --ray-address runs replicas there; give --replicas N too", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    if replicas:
+        raise typer.Exit(serve_replicas(host, port, model, replicas, ray_address))
     if not all(importlib.util.find_spec(name) for name in ("uvicorn", "starlette")):
         typer.echo(f"error: adder serve needs the serve extra; install it with: {SERVE_EXTRA}", err=True)
         raise typer.Exit(EXIT_USAGE)
@@ -142,3 +161,39 @@ def serve(
         f"adder serve: {default} ({described}) at http://{shown}:{address[1]}; SIGTERM or Ctrl-C stops", err=True
     )
     run(build_app(models, default), sock)
+
+
+REPLICAS_EXTRA = "pip install 'adder[replicas]' (from a checkout: pip install '.[replicas]')"
+
+
+def serve_replicas(host: str, port: int, model: str | None, replicas: int, ray_address: str | None) -> int:
+    """`adder serve --replicas N`: the model and the port checked here, then Ray Serve until SIGTERM or Ctrl-C."""
+    if not all(importlib.util.find_spec(name) for name in ("ray", "starlette")):
+        typer.echo(
+            f"error: adder serve --replicas needs the replicas extra; install it with: {REPLICAS_EXTRA}", err=True
+        )
+        return EXIT_USAGE
+    from .session import Adder, ModelError
+
+    try:
+        Adder(model)
+    except ModelError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return EXIT_USAGE
+    import socket
+
+    try:  # Ray's proxy takes a fixed port: a free one for --port 0, and a taken one refused here in one line
+        with socket.create_server((host, port)) as probe:
+            port = probe.getsockname()[1]
+    except OSError as exc:
+        typer.echo(f"error: cannot listen on {host} port {port}: {exc.strerror or exc}", err=True)
+        return EXIT_USAGE
+    from .replicas import run_replicas
+
+    try:
+        run_replicas(model, host, port, replicas, address=ray_address, announce=lambda line: typer.echo(line, err=True))
+    except ConnectionError as exc:  # ray.init: no cluster at that address, or one that refuses this client's token
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        typer.echo(f"error: cannot join the Ray cluster at {ray_address or 'this machine'}: {reason[:200]}", err=True)
+        return EXIT_USAGE
+    return 0

@@ -29,6 +29,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from . import v2
 from .batching import Batcher, BatchSettings
 from .grammar import QueryError
 from .session import BATCH_ROWS, DEFAULT_MODEL, Adder, shipped_models
@@ -245,7 +246,7 @@ def build_app(
         if isinstance(exc, RequestError):
             return error_response(exc.status, str(exc))
         if isinstance(exc, HTTPException):  # 404 and 405 (with its Allow header) from the router
-            message = "no such endpoint; try /add, /health or /models" if exc.status_code == 404 else exc.detail
+            message = "no such endpoint; try /add, /health, /models or /v2" if exc.status_code == 404 else exc.detail
             return error_response(exc.status_code, message, exc.headers)
         return error_response(500, "internal error")
 
@@ -256,6 +257,7 @@ def build_app(
         Route("/add", add, methods=["GET", "POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/models", list_models, methods=["GET"]),
+        *v2.routes({name: adder.config for name, adder in models.items()}, batchers, limits),  # adder/v2.py
     ]
     return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
 
