@@ -442,7 +442,8 @@ class Guard:
         name, port = split_host(host)
         if name in allowed:
             return None
-        if server is not None and (port or 80) == server[1] and name in served_names(server[0]):
+        # No port: a name of ours cannot be a rebinding page's, whatever port it thinks it reached.
+        if server is not None and port in (None, server[1]) and name in served_names(server[0]):
             return None
         return f"Host {host!r} is not this server's address; start adder serve with --allow-host {name} to accept it"
 
