@@ -221,7 +221,7 @@ async def read_body(request: Request, limit: int, budget: BodyBudget | None = No
     return b"".join(chunks)
 
 
-def query_seconds(adder: Adder, rows: int = 512, rounds: int = 3) -> float:
+def query_seconds(adder: Adder, rows: int = 256, rounds: int = 3) -> float:
     """Seconds of model time one query costs at its most (the largest operands, the most terms),
     in a batch as the server runs them: the fastest of ``rounds``."""
     config = adder.config
