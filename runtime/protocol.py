@@ -63,7 +63,8 @@ class ConnectionLimits(TypingProtocol):
 
 
 class PipelineFull(Exception):
-    """Raised inside the parser's callback to stop it: the connection has queued enough requests."""
+    """Raised inside a parser callback to stop the parser: the connection has queued enough
+    requests, or is being refused."""
 
 
 def refusal_bytes(status: int, message: str) -> bytes:
@@ -99,6 +100,7 @@ class BoundedProtocol(HttpToolsProtocol):
     receiving = False  # between a request's first byte and the end of its body
     lingering = False  # reply sent and half-closed; the rest of the input is dropped
     overflowed = False  # too many pipelined requests: input is dropped, queued ones answered
+    refused = False  # a refusal was written here: nothing more is
     head_bytes = 0
     discarded = 0
     last_change = 0.0
@@ -138,6 +140,7 @@ class BoundedProtocol(HttpToolsProtocol):
         self.live.pop(chosen, None)
         if rank == 1 and not (chosen.cycle and chosen.cycle.response_started):
             message = "the server needed this connection for another: it had sent no complete request"
+            chosen.silence_handler()
             chosen.refuse(503, message, linger=False)
         else:
             chosen.real_transport.abort()
@@ -167,6 +170,8 @@ class BoundedProtocol(HttpToolsProtocol):
         except httptools.HttpParserUpgrade:  # no upgrade is served: answer this request, then close
             self.stop_reading()
         except httptools.HttpParserError as exc:
+            if self.refused:
+                return
             if self.overflowed:
                 self.stop_reading()
             else:
@@ -201,6 +206,18 @@ class BoundedProtocol(HttpToolsProtocol):
         if self.deadline is None:
             self.arm(self.limits.head_seconds, self.head_too_slow)
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.deadline_kind == "head" or not self.receiving:
+            super().on_header(name, value)
+            return
+        # A chunked body's trailers: nothing reads them, and uvicorn would add each to the request's
+        # headers for as long as they came. Dropped, and counted against the head's cap.
+        self.head_bytes += len(name) + len(value) + 4
+        if self.head_bytes > self.limits.max_head_bytes and not self.refused:
+            self.silence_handler()
+            self.refuse(431, f"the request's trailers are over {self.limits.max_head_bytes:,} bytes")
+            raise PipelineFull  # stops the parser: nothing after this is read as a request
+
     def on_headers_complete(self) -> None:
         busy = self.cycle is not None and not self.cycle.response_complete
         if busy and len(self.pipeline) >= self.limits.max_pipelined:
@@ -208,6 +225,7 @@ class BoundedProtocol(HttpToolsProtocol):
             raise PipelineFull
         self.disarm()
         self.arm(self.limits.body_seconds, self.body_too_slow, kind="body")
+        self.head_bytes = 0  # from here on, a chunked body's trailers
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -254,9 +272,7 @@ class BoundedProtocol(HttpToolsProtocol):
         if self.cycle is not None and self.cycle.response_started:
             self.real_transport.abort()  # a reply is on its way; nothing more can be said
             return
-        if self.cycle is not None:  # the handler still waiting for the body hears the client has gone
-            self.cycle.disconnected = True
-            self.cycle.message_event.set()
+        self.silence_handler()
         self.refuse(408, f"the request body took over {self.limits.body_seconds:g} s to arrive")
 
     # Output
@@ -298,11 +314,19 @@ class BoundedProtocol(HttpToolsProtocol):
         self.flow.resume_reading()
         self.deadline = self.loop.call_later(self.limits.linger_seconds, transport.abort)
 
+    def silence_handler(self) -> None:
+        """The handler still waiting for its body hears the client has gone, and its reply is dropped."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True
+            cycle.message_event.set()
+
     def refuse(self, status: int, message: str, linger: bool = True) -> None:
         """One JSON reply written here, then the connection closes: lingering, so that whatever the
         client is still sending is read and dropped rather than reset, unless ``linger`` is False
         (the descriptor is wanted back now)."""
         self.disarm()
+        self.refused = True
         self.real_transport.write(refusal_bytes(status, message))
         if linger:
             self.receiving = True
@@ -315,9 +339,7 @@ class BoundedProtocol(HttpToolsProtocol):
         if cycle is not None and not cycle.response_complete and (cycle.response_started or not self.receiving):
             self.stop_reading()  # a request before this one is being answered: its reply comes first
             return
-        if cycle is not None and not cycle.response_complete:  # a body gone bad: its handler hears no more
-            cycle.disconnected = True
-            cycle.message_event.set()
+        self.silence_handler()  # a body gone bad: its handler hears no more
         self.refuse(400, f"the request is not valid HTTP/1.1 ({msg})")
 
     def refuse_head(self) -> None:

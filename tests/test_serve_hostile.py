@@ -259,6 +259,7 @@ def test_idle_connections_up_to_the_descriptor_limit_leave_room_for_a_new_client
         (b"GET /health HTTP/1.1\r\nHo st: {host}\r\n\r\n", 400),
         (b"GET /health HTTP/1.1\r\nHost: {host}\r\nHost: evil.example\r\n\r\n", 400),
         (b"POST /add HTTP/1.1\r\nHost: {host}\r\nContent-Length: 19\r\n\r\n" + b'{"queries": [NaN]}\n', 400),
+        (b"POST /add HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" + b"X: %s\r\n" % (b"1" * 100) * 1000, 431),
     ],
 )
 def test_every_refusal_the_server_writes_is_json(served, raw, status):
