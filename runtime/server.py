@@ -23,7 +23,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from urllib.parse import unquote_to_bytes
 
 from starlette.applications import Starlette
@@ -33,6 +33,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .batching import Batcher, BatchSettings
+from .bounds import NumberError, real_number, whole_number
 from .grammar import QueryError
 from .session import BATCH_ROWS, DEFAULT_MODEL, Adder, ModelError, shipped_models
 
@@ -62,6 +63,16 @@ class Limits:
     model_seconds: float = 0.2
     max_queries: int = 10_000
     min_queries: int = 100  # a floor, so a slow machine at start still takes ordinary requests
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.type == "float":
+                real_number(value, f"Limits.{item.name}", 0.001, 86_400.0)
+            else:
+                whole_number(value, f"Limits.{item.name}", 1, 2**40)
+        if self.min_queries > self.max_queries:
+            raise NumberError(f"Limits.min_queries ({self.min_queries:,}) is over max_queries ({self.max_queries:,})")
 
 
 @dataclass(frozen=True)

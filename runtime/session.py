@@ -479,7 +479,8 @@ class Adder:
         if not isinstance(output, np.ndarray) or output.shape != want or output.dtype != np.float32:
             shape = list(output.shape) if isinstance(output, np.ndarray) else type(output).__name__
             kind = output.dtype if isinstance(output, np.ndarray) else ""
-            raise ModelError(f"{path}: the model returned {kind} {shape} for {rows} queries, not float32 {list(want)}")
+            asked = f"{rows:,} {'query' if rows == 1 else 'queries'}"
+            raise ModelError(f"{path}: the model returned {kind} {shape} for {asked}, not float32 {list(want)}")
         if not np.isfinite(output).all():
             raise ModelError(f"{path}: the model wrote a value that is not a finite number (NaN or infinity)")
         return output

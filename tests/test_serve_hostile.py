@@ -352,6 +352,14 @@ def test_each_models_query_limit_comes_from_its_measured_cost(served):
     connection.close()
 
 
+@pytest.mark.parametrize(
+    "bad", [dict(head_seconds=-1), dict(body_seconds=float("nan")), dict(max_pipelined=0), dict(max_body_bytes=2.5)]
+)
+def test_limits_given_through_the_python_api_are_checked(bad):
+    with pytest.raises(ValueError, match=f"Limits.{next(iter(bad))} must be"):
+        Limits(**bad)
+
+
 def test_a_models_limit_is_what_it_answers_in_the_time_allowed():
     assert model_limits(1e-6, LIMITS).max_queries == LIMITS.max_queries  # fast: the ceiling
     assert model_limits(87e-6, LIMITS).max_queries == 2200  # 0.2 s / 87 us = 2,298, two figures

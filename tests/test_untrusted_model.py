@@ -92,6 +92,25 @@ def test_adder_with_a_model_returning_fewer_rows_is_one_error_line_and_exit_2(sh
     assert done.returncode == 2 and done.stdout == b"" and "short.onnx" in one_line_error(done.stderr)
 
 
+def no_rows(graph, raw: str, out: str) -> None:
+    from onnx import helper, numpy_helper
+
+    graph.initializer.extend(
+        numpy_helper.from_array(np.array([0], np.int64), key) for key in ("z_start", "z_end", "z_axis")
+    )
+    graph.node.append(helper.make_node("Slice", [raw, "z_start", "z_end", "z_axis"], [out]))
+
+
+def test_a_model_returning_no_rows_fails_every_path_and_the_server_will_not_start(tmp_path):
+    model = crafted(tmp_path, "none.onnx", no_rows)
+    adder = Adder(model)
+    for ask in (lambda: adder("1+1"), lambda: adder.batch(["1+1"]), lambda: adder.batch(QUERIES)):
+        with pytest.raises(ModelError, match="none.onnx"):
+            ask()
+    done = run_adder("serve", "--port", "0", "--model", str(model))
+    assert done.returncode == 2 and "none.onnx" in one_line_error(done.stderr)
+
+
 def test_a_model_writing_nan_is_a_model_error_not_a_zero(nan_model):
     adder = Adder(nan_model)
     for ask in (lambda: adder("3+10"), lambda: adder.batch(QUERIES), lambda: adder.predict_tensor(adder.codec.encode_queries(["1+1", "2+2"]))):
