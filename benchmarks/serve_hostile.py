@@ -172,7 +172,9 @@ def huge_heads(port, host):
 def big_bodies(port, host):
     held = sockets(port, 20)
     for sock in held:
-        send_quietly(sock, b"POST /add HTTP/1.1\r\nHost: %s\r\nContent-Length: 5000000\r\n\r\n" % host + b"x" * 5_000_000)
+        send_quietly(
+            sock, b"POST /add HTTP/1.1\r\nHost: %s\r\nContent-Length: 5000000\r\n\r\n" % host + b"x" * 5_000_000
+        )
     hold(held, 3)
     return held
 
@@ -182,7 +184,10 @@ def bad_http(port, host):
         (sock,) = sockets(port, 1) or [None]
         if sock is None:
             break
-        send_quietly(sock, [b"FOO / HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"][index % 2])
+        send_quietly(
+            sock,
+            [b"FOO / HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"][index % 2],
+        )
         sock.close()
     return []
 
@@ -199,7 +204,9 @@ def main() -> None:
     host = f"127.0.0.1:{port}".encode()
     time.sleep(1)
     print(f"files limit: {args.files or 'inherited'}")
-    print("| client kind | RSS MB before / peak / after | fds before / peak / after | /health failed | slowest /health |")
+    print(
+        "| client kind | RSS MB before / peak / after | fds before / peak / after | /health failed | slowest /health |"
+    )
     print("| --- | --- | --- | ---: | ---: |")
     try:
         for kind in KINDS:

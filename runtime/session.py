@@ -347,7 +347,9 @@ class Adder:
         except Exception as exc:  # onnxruntime's own types: an output of another shape, a failing node
             raise _run_failed(self.single_path, exc) from None
         if not math.isfinite(buffers.output.sum()):  # one reduction: NaN or an infinity anywhere shows
-            raise ModelError(f"{self.single_path}: the model wrote a value that is not a finite number (NaN or infinity)")
+            raise ModelError(
+                f"{self.single_path}: the model wrote a value that is not a finite number (NaN or infinity)"
+            )
         answer = codec.decode_one(buffers.output[0])
         if answer is None:
             raise QueryError(f"the model wrote no valid number for {query!r}")

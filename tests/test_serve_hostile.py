@@ -104,7 +104,7 @@ def until_closed(sock: socket.socket, seconds: float) -> tuple[bytes, bool]:
         sock.settimeout(left)
         try:
             chunk = sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             return reply, False
         except ConnectionResetError:
             return reply, True
@@ -217,7 +217,9 @@ def test_a_client_that_never_reads_its_replies_is_dropped(served):
     deadline = time.monotonic() + LIMITS.drain_seconds + 10
     while served.descriptors() > before and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert served.descriptors() <= before, f"a reply nobody reads held its connection ({before} -> {served.descriptors()})"
+    assert served.descriptors() <= before, (
+        f"a reply nobody reads held its connection ({before} -> {served.descriptors()})"
+    )
     sock.close()
 
 
@@ -277,7 +279,11 @@ def test_idle_connections_up_to_the_descriptor_limit_leave_room_for_a_new_client
         (b"GET /health HTTP/1.1\r\nHo st: {host}\r\n\r\n", 400),
         (b"GET /health HTTP/1.1\r\nHost: {host}\r\nHost: evil.example\r\n\r\n", 400),
         (b"POST /add HTTP/1.1\r\nHost: {host}\r\nContent-Length: 19\r\n\r\n" + b'{"queries": [NaN]}\n', 400),
-        (b"POST /add HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" + b"X: %s\r\n" % (b"1" * 100) * 1000, 431),
+        (
+            b"POST /add HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+            + b"X: %s\r\n" % (b"1" * 100) * 1000,
+            431,
+        ),
     ],
 )
 def test_every_refusal_the_server_writes_is_json(served, raw, status):

@@ -113,7 +113,11 @@ def test_a_model_returning_no_rows_fails_every_path_and_the_server_will_not_star
 
 def test_a_model_writing_nan_is_a_model_error_not_a_zero(nan_model):
     adder = Adder(nan_model)
-    for ask in (lambda: adder("3+10"), lambda: adder.batch(QUERIES), lambda: adder.predict_tensor(adder.codec.encode_queries(["1+1", "2+2"]))):
+    for ask in (
+        lambda: adder("3+10"),
+        lambda: adder.batch(QUERIES),
+        lambda: adder.predict_tensor(adder.codec.encode_queries(["1+1", "2+2"])),
+    ):
         with pytest.raises(ModelError, match="not a finite number"):
             ask()
     done = run_adder("--model", str(nan_model), "3+10")
