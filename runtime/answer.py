@@ -118,7 +118,11 @@ def answer_arguments(queries: list[str], model: str | None, as_json: bool = Fals
     if adder is None:
         return EXIT_USAGE
     chunks = (queries[start : start + CHUNK] for start in range(0, len(queries), CHUNK))
-    failed = answer_stream(adder, chunks, "query", as_json, Progress(None))
+    try:
+        failed = answer_stream(adder, chunks, "query", as_json, Progress(None))
+    except ModelError as exc:  # the model broke a promise mid-run: no answer after it can be trusted
+        sys.stderr.write(f"error: {printable(str(exc))}\n")
+        return EXIT_USAGE
     return EXIT_BAD_QUERY if failed else 0
 
 
@@ -136,7 +140,11 @@ def answer_stdin(model: str | None, as_json: bool) -> int:
         adder = open_adder(model)
         if adder is None:
             return EXIT_USAGE
-        failed = answer_stream(adder, lines.chunks(CHUNK), "line", as_json, Progress(lines), lines.idle)
+        try:
+            failed = answer_stream(adder, lines.chunks(CHUNK), "line", as_json, Progress(lines), lines.idle)
+        except ModelError as exc:  # as in answer_arguments
+            sys.stderr.write(f"error: {printable(str(exc))}\n")
+            return EXIT_USAGE
     if lines.terminated:
         return EXIT_TERMINATED
     return EXIT_BAD_QUERY if failed else 0

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
+from .bounds import real_number, whole_number
 from .grammar import QueryError
 
 Result = int | QueryError
@@ -46,6 +47,11 @@ class BatchSettings:
     # up to ~120 us of model work costs the loop less than a hand-off to the thread and back
     # (a lone client's p50 measured 0.21 ms against 0.27 ms through the thread).
     small: int = 8
+
+    def __post_init__(self) -> None:
+        whole_number(self.max_batch, "BatchSettings.max_batch", 1, 1_000_000)
+        real_number(self.wait, "BatchSettings.wait", 0.0, 1.0)
+        whole_number(self.small, "BatchSettings.small", 1, 1_000_000)
 
 
 class Batcher:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .answer import EXIT_USAGE, answer_arguments, answer_stdin, open_adder
+from .answer import EXIT_USAGE, answer_arguments, answer_stdin, open_adder, printable
 from .figures import percent
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="markdown")
@@ -99,18 +101,52 @@ serve_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, ri
 SERVE_EXTRA = "pip install 'adder[serve]' (from a checkout: pip install '.[serve]')"
 
 
+ALLOWED_TEXT = re.compile(r"[A-Za-z0-9.:\[\]_*-]+")  # what a host name, an address or a port may hold
+
+
+def checked_hosts(values: list[str]) -> frozenset[str]:
+    """--allow-host values: a name or address, with or without a port, or *."""
+    for value in values:
+        if not ALLOWED_TEXT.fullmatch(value):
+            raise ValueError(f"--allow-host must be a host name or address (with or without :port), got {value!r}")
+    return frozenset(value.lower() for value in values)
+
+
+def checked_origins(values: list[str]) -> frozenset[str]:
+    """--allow-origin values: scheme://host[:port] as a browser sends it, null, or *."""
+    for value in values:
+        scheme, sep, rest = value.partition("://")
+        if value not in ("*", "null") and not (sep and scheme in ("http", "https") and ALLOWED_TEXT.fullmatch(rest)):
+            raise ValueError(f"--allow-origin must be an origin such as http://localhost:3000 (or *), got {value!r}")
+    return frozenset(value.lower() for value in values)
+
+
 @serve_app.command()
 def serve(
     host: Annotated[
         str, typer.Option(help="Address to listen on. The default answers this machine only; 0.0.0.0 answers any.")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.")] = 8000,
+    port: Annotated[str, typer.Option(help="Port to listen on, 0 to 65535; 0 picks a free one.")] = "8000",
     model: Annotated[
         str | None,
         typer.Option(
             envvar="ADDER_MODEL",
             help="The model requests get when they name none: a shipped model's name or a path to an .onnx file.",
             show_default="default",
+        ),
+    ] = None,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Also answer requests whose Host header is this name (name or name:port; * for any), "
+            "as behind a proxy. Others than the address served are refused, against DNS rebinding. Repeatable."
+        ),
+    ] = None,
+    allow_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Let pages from this origin (http://host:port; * for any) read answers. "
+            "Cross-origin requests get no data otherwise. Repeatable."
         ),
     ] = None,
     replicas: Annotated[
@@ -133,24 +169,34 @@ def serve(
     Queries from concurrent requests are answered together, in one model call.
     Every shipped model is loaded; a request may name one.
     """
+    from .bounds import parse_whole_number
+
+    try:
+        number = parse_whole_number(port, "--port", 0, 65535)
+        if not host or not ALLOWED_TEXT.fullmatch(host):
+            raise ValueError(f"--host must be an address or host name, got {host!r}")
+        exposure_hosts, exposure_origins = checked_hosts(allow_host or []), checked_origins(allow_origin or [])
+    except ValueError as exc:
+        typer.echo(f"error: {printable(str(exc))}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
     if ray_address is not None and not replicas:
         typer.echo("error: --ray-address runs replicas there; give --replicas N too", err=True)
         raise typer.Exit(EXIT_USAGE)
     if replicas:
-        raise typer.Exit(serve_replicas(host, port, model, replicas, ray_address))
+        raise typer.Exit(serve_replicas(host, number, model, replicas, ray_address))
     if not all(importlib.util.find_spec(name) for name in ("uvicorn", "starlette")):
         typer.echo(f"error: adder serve needs the serve extra; install it with: {SERVE_EXTRA}", err=True)
         raise typer.Exit(EXIT_USAGE)
-    from .server import build_app, listen, open_models, run
+    from .server import Exposure, build_app, listen, open_models, run
     from .session import ModelError
 
     try:
         models, default = open_models(model)
     except ModelError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {printable(str(exc))}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     try:
-        sock = listen(host, port)
+        sock = listen(host, number)
     except OSError as exc:
         typer.echo(f"error: cannot listen on {host} port {port}: {exc.strerror or exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
@@ -160,7 +206,22 @@ def serve(
     typer.echo(
         f"adder serve: {default} ({described}) at http://{shown}:{address[1]}; SIGTERM or Ctrl-C stops", err=True
     )
-    run(build_app(models, default), sock)
+    if not ipaddress.ip_address(address[0].split("%")[0]).is_loopback:
+        typer.echo(
+            f"warning: adder serve answers anyone who can reach {shown}:{address[1]}: "
+            "it has no authentication and no TLS (put a proxy that has them in front)",
+            err=True,
+        )
+    names = exposure_hosts | ({f"{host.lower()}:{address[1]}"} if not is_address(host) else set())
+    run(build_app(models, default, exposure=Exposure(names, exposure_origins)), sock)
+
+
+def is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 REPLICAS_EXTRA = "pip install 'adder[replicas]' (from a checkout: pip install '.[replicas]')"

@@ -40,11 +40,9 @@ def run() -> None:
 def dispatch() -> None:
     args = sys.argv[1:]
     if args[:1] == ["serve"]:  # only the exact first word: "serve" is no query any model accepts
-        from typer.main import get_command
-
         from .cli import serve_app
 
-        get_command(serve_app)(args[1:], prog_name="adder serve")
+        run_typer(serve_app, args[1:], "adder serve")
         return
     if args and not any(arg.startswith("-") for arg in args):
         from .answer import answer_arguments
@@ -58,4 +56,22 @@ def dispatch() -> None:
         hold_sigterm()
     from .cli import app
 
-    app()
+    run_typer(app, args, "adder")
+
+
+def run_typer(app, args: list[str], name: str) -> None:
+    """Run a typer app; a usage mistake (an unknown option, a value click cannot read) is one
+    ``error:`` line naming the help to read, and exit code 2, not click's boxed message."""
+    from typer.main import get_command
+
+    try:
+        code = get_command(app).main(args, prog_name=name, standalone_mode=False)
+    except Exception as exc:
+        if type(exc).__name__ == "Abort":  # click's word for Ctrl-C: exit 130 as everywhere else
+            raise KeyboardInterrupt from None
+        # click's UsageError (typer may carry its own copy of click, so matched by what it has)
+        if getattr(exc, "exit_code", None) != 2 or not hasattr(exc, "format_message"):
+            raise
+        sys.stderr.write(f"error: {exc.format_message()} (see {name} --help)\n")
+        sys.exit(2)
+    sys.exit(code or 0)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import stat
 import threading
 import weakref
 from collections import deque
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnxruntime as ort
 
+from .bounds import whole_number
 from .codec import Codec
 from .config import BATCH_DIM, METADATA_KEY, ConfigError, ModelConfig
 from .grammar import Expression, QueryError
@@ -25,6 +28,8 @@ CHUNK_SIZE = 1024  # rows per onnxruntime call: measured faster and ~3x leaner i
 # multi-threaded batch session, which costs a few milliseconds to open on first use.
 BATCH_ROWS = 8
 SPLIT_ROWS = 256  # smallest chunk a known-length batch is split into, to use every core
+MAX_THREADS = 1024  # worker threads an Adder may be asked for; each is a real thread
+MAX_CHUNK_SIZE = 1_000_000  # rows in one onnxruntime call: a few hundred MB of tensors for the widest model
 
 
 if TYPE_CHECKING:
@@ -52,10 +57,7 @@ def _check_batch_arguments(queries, chunk_size) -> None:
         )
     if not hasattr(queries, "__iter__"):
         raise TypeError(f"batch and results take an iterable of queries, got {type(queries).__name__}")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
-        raise TypeError(f"chunk_size must be a whole number of queries, got {chunk_size!r}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be at least 1 query, got {chunk_size}")
+    whole_number(chunk_size, "chunk_size", 1, MAX_CHUNK_SIZE)
 
 
 def _never() -> bool:
@@ -90,34 +92,115 @@ def resolve_model(model: str | Path | None) -> Path:
     """A shipped model's name, or a path to an ``.onnx`` file."""
     if model is None:
         model = DEFAULT_MODEL
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"model must be a shipped model's name or a path to an .onnx file, got {model!r}")
     if isinstance(model, str) and model in shipped_models():
         return MODELS_DIR / f"{model}.onnx"
     return Path(model)
 
 
+MAX_MODEL_BYTES = 2**31 - 1  # protobuf refuses a message over 2 GiB, so onnxruntime cannot open a larger file
+# A one-query or batch graph beside a model holds the same weights in another graph: a few times
+# the model's size at most (the shipped ones are within 6% of it).
+HELPER_SIZE_FACTOR = 4
+HELPER_SLACK_BYTES = 16 * 2**20
+
+
+def _read_bounded(path: Path, limit: int, what: str = "an ONNX model file") -> bytes:
+    """A regular file's bytes, refused with a ModelError naming it when it is not one, or is over
+    ``limit`` bytes, before anything is read. Opened without blocking, so a FIFO cannot hang us."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        names = ", ".join(shipped_models())
+        raise ModelError(f"{path}: no such file (shipped models: {names})") from None
+    except ValueError as exc:  # an embedded NUL byte
+        raise ModelError(f"{path!r}: not a usable file name ({exc})") from None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot be opened ({exc.strerror or type(exc).__name__})") from None
+    try:
+        mode = os.fstat(descriptor)
+        if stat.S_ISDIR(mode.st_mode):
+            raise ModelError(f"{path}: is a directory, not {what}")
+        if not stat.S_ISREG(mode.st_mode):
+            raise ModelError(f"{path}: is not a regular file (a pipe or device?); give {what}")
+        if mode.st_size > limit:
+            raise ModelError(f"{path}: is {mode.st_size:,} bytes, over the {limit:,} bytes {what} may be")
+        with os.fdopen(descriptor, "rb", buffering=0, closefd=False) as file:
+            problem = _model_structure_problem(file, mode.st_size)
+            if problem is not None:
+                raise ModelError(f"{path}: {problem}")
+            file.seek(0)
+            data = file.read(limit + 1)  # a file growing while read is refused as one too large
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    finally:
+        os.close(descriptor)
+    if len(data) > limit:
+        raise ModelError(f"{path}: is over the {limit:,} bytes {what} may be")
+    return data
+
+
+MODEL_METADATA_FIELD = 14  # ModelProto.metadata_props in onnx.proto; its entries: 1 key, 2 value
+
+
+def _varint(file) -> int | None:
+    value = shift = 0
+    for _ in range(10):
+        byte = file.read(1)
+        if not byte:
+            return None
+        value |= (byte[0] & 0x7F) << shift
+        if byte[0] < 0x80:
+            return value
+        shift += 7
+    return None
+
+
+def _model_structure_problem(file, size: int) -> str | None:
+    """What makes these bytes no adder model, found by walking the ModelProto's top-level fields
+    (seeking past the graph, never reading it), or None. A file of any size that is not
+    protobuf, or holds no adder config, is refused in microseconds instead of after reading it whole."""
+    if size == 0:
+        return "not a readable ONNX model (the file is empty)"
+    found_config = False
+    while file.tell() < size:
+        key = _varint(file)
+        if key is None or key >> 3 == 0:
+            return f"not a readable ONNX model (no protobuf field at byte {file.tell():,})"
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            if _varint(file) is None:
+                return "not a readable ONNX model (the file ends inside a number)"
+            continue
+        if wire not in (1, 2, 5):
+            return f"not a readable ONNX model (protobuf wire type {wire} at byte {file.tell():,})"
+        length = {1: 8, 5: 4}.get(wire) or _varint(file)
+        if length is None or file.tell() + length > size:
+            return "not a readable ONNX model (a field runs past the end of the file)"
+        start = file.tell()
+        if wire == 2 and field == MODEL_METADATA_FIELD:  # an entry's key comes first: a few bytes in
+            found_config |= METADATA_KEY.encode() in file.read(min(length, len(METADATA_KEY) + 8))
+        file.seek(start + length)
+    if not found_config:
+        return f"not an adder model (no '{METADATA_KEY}' in its metadata)"
+    return None
+
+
 def _read_model(path: Path) -> bytes:
     """A model file's bytes. An Adder opens every session from bytes read when it was made, so
     files replaced or removed under a running Adder change nothing it answers."""
-    if not path.exists():
-        names = ", ".join(shipped_models())
-        raise ModelError(f"{path}: no such file (shipped models: {names})")
-    if path.is_dir():
-        raise ModelError(f"{path}: is a directory, not an ONNX model file")
-    if not path.is_file():
-        raise ModelError(f"{path}: is not a regular file (a pipe or device?); give an ONNX model file")
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    return _read_bounded(path, MAX_MODEL_BYTES)
 
 
-def _read_helper(path: Path, model: Path) -> bytes | None:
-    """A graph adder-export saved beside ``model``, or None when there is none to read."""
-    if path == model or not path.is_file():
+def _read_helper(path: Path, model: Path, model_size: int) -> bytes | None:
+    """A graph adder-export saved beside ``model``, or None when there is none it would be sane to read."""
+    if path == model:
         return None
+    limit = min(MAX_MODEL_BYTES, HELPER_SIZE_FACTOR * model_size + HELPER_SLACK_BYTES)
     try:
-        return path.read_bytes()
-    except OSError:
+        return _read_bounded(path, limit, "a graph beside a model")
+    except ModelError:  # absent, a folder, a FIFO, too large: the model's own graph answers the same
         return None
 
 
@@ -144,6 +227,11 @@ def _open_session(
     except Exception as exc:  # onnxruntime raises several unrelated types for unreadable files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path}: not a readable ONNX model ({reason[:200]})") from None
+
+
+def _run_failed(path: Path, exc: Exception) -> ModelError:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ModelError(f"{path}: the model failed to run ({reason[:200]})")
 
 
 def _read_config(session: ort.InferenceSession, path: Path) -> ModelConfig:
@@ -213,7 +301,7 @@ class Adder:
 
     def __init__(self, model: str | Path | None = None, *, threads: int | None = None) -> None:
         self.path = resolve_model(model)
-        self._threads = threads or os.cpu_count() or 1
+        self._threads = (os.cpu_count() or 1) if threads is None else whole_number(threads, "threads", 1, MAX_THREADS)
         self._batch_session: ort.InferenceSession | None = None
         self._executor: ThreadPoolExecutor | None = None
         self.batch_path: Path | None = None  # the graph batches run on, once the first batch has run
@@ -222,9 +310,9 @@ class Adder:
         # config and check its signature, unoptimised; single queries run on the other one.
         self._model_bytes = _read_model(self.path)
         helper = single_graph_path(self.path)
-        single_bytes = _read_helper(helper, self.path)
+        single_bytes = _read_helper(helper, self.path, len(self._model_bytes))
         # Read now, opened on the first batch: what a later export writes is not this model.
-        self._batch_bytes = _read_helper(batch_graph_path(self.path), self.path)
+        self._batch_bytes = _read_helper(batch_graph_path(self.path), self.path, len(self._model_bytes))
         model_session = _open_session(self._model_bytes, self.path, 1, single=True, optimize=single_bytes is None)
         self.config = _read_config(model_session, self.path)
         _check_signature(model_session, self.config, self.path)
@@ -254,7 +342,14 @@ class Adder:
         except AttributeError:
             buffers = self._local.buffers = _QueryBuffers(self._session, self.config)
         buffers.input_bytes[:] = codec.text_bytes(text)
-        self._session.run_with_iobinding(buffers.binding)
+        try:
+            self._session.run_with_iobinding(buffers.binding)
+        except Exception as exc:  # onnxruntime's own types: an output of another shape, a failing node
+            raise _run_failed(self.single_path, exc) from None
+        if not math.isfinite(buffers.output.sum()):  # one reduction: NaN or an infinity anywhere shows
+            raise ModelError(
+                f"{self.single_path}: the model wrote a value that is not a finite number (NaN or infinity)"
+            )
         answer = codec.decode_one(buffers.output[0])
         if answer is None:
             raise QueryError(f"the model wrote no valid number for {query!r}")
@@ -364,12 +459,33 @@ class Adder:
         return self._run(x)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        if len(x) >= BATCH_ROWS:
-            (probs,) = self._batch().run(None, {self._input_name: x})
-            return probs
+        """The model's output for ``x``, checked against what was asked of it (see _checked_output)."""
         if len(x) == 0:
             return np.zeros((0, self.config.output_length, len(self.config.alphabet)), dtype=np.float32)
-        return np.concatenate([self._session.run(None, {self._input_name: row})[0] for row in x[:, np.newaxis]])
+        if len(x) >= BATCH_ROWS:
+            session, path, rows = self._batch(), self.batch_path or self.path, [x]
+        else:
+            session, path, rows = self._session, self.single_path, list(x[:, np.newaxis])
+        try:
+            outputs = [session.run(None, {self._input_name: row})[0] for row in rows]
+        except Exception as exc:  # onnxruntime's own types: a failing node, a shape it cannot compute
+            raise _run_failed(path, exc) from None
+        return self._checked_output(outputs[0] if len(outputs) == 1 else np.concatenate(outputs), len(x), path)
+
+    def _checked_output(self, output: object, rows: int, path: Path) -> np.ndarray:
+        """``output`` when it is what the model's config promises for ``rows`` queries: one row
+        each, ``output_length`` steps of one score per symbol, every value finite. Anything
+        else is a ModelError: a row short would shift every answer after it, and a NaN would
+        read as the symbol at index 0."""
+        want = (rows, self.config.output_length, len(self.config.alphabet))
+        if not isinstance(output, np.ndarray) or output.shape != want or output.dtype != np.float32:
+            shape = list(output.shape) if isinstance(output, np.ndarray) else type(output).__name__
+            kind = output.dtype if isinstance(output, np.ndarray) else ""
+            asked = f"{rows:,} {'query' if rows == 1 else 'queries'}"
+            raise ModelError(f"{path}: the model returned {kind} {shape} for {asked}, not float32 {list(want)}")
+        if not np.isfinite(output).all():
+            raise ModelError(f"{path}: the model wrote a value that is not a finite number (NaN or infinity)")
+        return output
 
     def _open_helper(self, data: bytes | None, path: Path, single: bool) -> ort.InferenceSession | None:
         """A graph adder-export saved beside the model (its one-query or batch graph), when it is
