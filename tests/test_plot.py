@@ -43,3 +43,11 @@ def test_adder_plot_redraws_from_a_record_and_refuses_an_empty_one(tmp_path):
     (tmp_path / "e.json").write_text(json.dumps({"training": {}}))
     result = subprocess.run([*command, str(tmp_path / "e.json")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.startswith("error: ") and "no training history" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["a$b.keras", "$$.keras", "cost $5 {x}^2.keras"])
+def test_a_dollar_in_a_file_name_is_drawn_as_itself_not_as_mathtext(tmp_path, name):
+    from adder.train.plot import draw_curves
+
+    draw_curves(RECORD | {"command": f"adder-train --out {name}"}, tmp_path / "m.png", title=f"{name}: 2 terms")
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"

@@ -95,7 +95,8 @@ def draw_curves(record: dict, target: Path, title: str = "") -> None:
     top.plot(epochs, [h["loss"] for h in trained], color="tab:blue")
     top.set_yscale("log")
     top.set_ylabel("loss (cross-entropy)")
-    top.set_title(title or str(record.get("command", "training")), fontsize=9)
+    # A `$` in a file name would start matplotlib's mathtext and fail the drawing: shown as itself.
+    top.set_title((title or str(record.get("command", "training"))).replace("$", r"\$"), fontsize=9)
     bottom.plot(epochs, [100 * h["probe_exact_match"] for h in trained], color="tab:green", label="probe exact-match")
     bottom.set_ylabel("probe exact-match %")
     bottom.set_xlabel("epoch")
