@@ -175,7 +175,7 @@ def test_a_full_disk_while_replacing_leaves_the_old_file_and_no_temp(tmp_path, m
     def full(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("adder.train.archive.os.replace", full)
+    monkeypatch.setattr("adder.eval.files.os.replace", full)
     with pytest.raises(WriteError, match=f"cannot write {target}: No space left on device"):
         with atomic_path(target) as tmp:
             tmp.write_bytes(b"new")
@@ -201,10 +201,10 @@ def test_export_and_train_turn_a_write_failure_into_one_line(tmp_path, tiny_mode
     full_disk = textwrap.dedent(
         f"""
         import os, sys
-        import adder.train.archive as archive
+        import adder.eval.files as files
         def full(*args):
             raise OSError(28, "No space left on device")
-        archive.os.replace = full
+        files.os.replace = full
         sys.argv = ["adder-export", {str(keras_path)!r}, "-o", {str(target)!r}]
         from adder.commands.export import main
         main()
@@ -281,7 +281,7 @@ def test_a_second_run_on_the_same_output_is_refused_and_a_dead_runs_lock_is_not(
         [
             sys.executable,
             "-c",
-            "import sys, time; from adder.train.archive import exclusive\n"
+            "import sys, time; from adder.eval.files import exclusive\n"
             f"with exclusive(__import__('pathlib').Path({str(target)!r}), 'adder-train'):\n"
             "    print('locked', flush=True); time.sleep(60)",
         ],
@@ -729,13 +729,15 @@ def test_a_damaged_config_member_is_one_line_from_adder_plot(tmp_path, member, m
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--seed", "4294967296"], "--seed must be at most 4,294,967,295"),
-        (["--terms", "2-3", "--term-mix", "1e308:1e308"], "must add up to a finite number"),
-        (["--learning-rate", "inf"], "--learning-rate must be a finite number"),
-        (["--samples", "1000000000000"], "--samples must be at most"),
-        (["--check-sample", "100000000000000000000"], "--check-sample must be at most"),
+        (["--seed", "4294967296"], "seed must be at most 4,294,967,295"),
+        (["--terms", "2-3", "--term-mix", "1e308:1e308"], "term_mix takes non-negative weights like '1:9'"),
+        (["--terms", "2-3", "--term-mix", "1" + "0" * 400 + ":1"], "term_mix weights must be finite"),
+        (["--learning-rate", "inf"], "--learning-rate takes a number"),
+        (["--learning-rate", "1e999"], "--learning-rate takes a finite number"),
+        (["--samples", "1000000000000"], "samples must be at most"),
+        (["--check-sample", "100000000000000000000"], "check_sample must be at most"),
     ],
-    ids=["seed", "term-mix", "learning-rate", "samples", "check-sample"],
+    ids=["seed", "term-mix", "term-mix-huge", "learning-rate", "learning-rate-huge", "samples", "check-sample"],
 )
 def test_adder_train_refuses_option_values_past_their_limits_in_one_line(tmp_path, args, message):
     result = subprocess.run(

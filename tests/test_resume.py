@@ -70,14 +70,18 @@ def test_a_checkpoint_from_other_options_is_not_silently_reused(tmp_path):
     assert first.returncode == 0, first.stderr
     ckpt = tmp_path / "m.keras.ckpt"
     ckpt.mkdir()
-    (ckpt / "state.json").write_text(json.dumps({"identity": {"other": True}, "epochs_done": 1}))
-    second = subprocess.run(
-        [*TRAIN, "--largest", "9", "--epochs", "1", "--samples", "64", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert second.returncode != 0 and "other options" in second.stderr
+    from adder.train.checkpoint import LAYOUT
+
+    again = [*TRAIN, "--largest", "9", "--epochs", "1", "--samples", "64", "--out", str(out)]
+    (ckpt / "state.json").write_text(json.dumps({"layout": LAYOUT, "identity": {"other": True}, "epochs_done": 1}))
+    second = subprocess.run(again, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 2 and "other options" in second.stderr
+    # a checkpoint of the layout before recipes held every setting: refused in one line, not misread
+    (ckpt / "state.json").write_text(json.dumps({"identity": {"settings": {"epochs": 1}}, "epochs_done": 1}))
+    old = subprocess.run(again, capture_output=True, text=True, timeout=300)
+    error = [line for line in old.stderr.splitlines() if line.startswith("error:")]
+    assert old.returncode == 2 and len(error) == 1 and "written by an earlier adder-train" in error[0]
+    assert f"delete {ckpt} to start afresh" in error[0]
 
 
 def test_same_seed_same_machine_gives_the_same_model(tmp_path):
