@@ -187,8 +187,6 @@ def train(
         stand_by(cluster)
         join_runtime(cluster)
     command = rebuild_command(name, overrides, budget, out, init)
-    if derived:
-        typer.echo(f"{derived}; {estimate(plan)}")
     device_count = None if devices == "all" or cluster.joined else int(devices or 1)
 
     def work() -> None:
@@ -200,6 +198,7 @@ def train(
                 trained = train(
                     plan, out, name=name, command=command, init=init, device_count=device_count,
                     cluster=cluster, log=typer.echo, to_onnx=onnx_converter(), keep_checkpoint=not budget,
+                    about=f"{derived}; {estimate(plan)}" if derived else "",
                 )  # fmt: skip
         except (Busy, WriteError, TrainError) as exc:
             raise fail(str(exc)) from None

@@ -70,7 +70,8 @@ def test_a_domain_no_recipe_names_ends_exact_unattended(tmp_path):
                             capture_output=True, text=True, timeout=900)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     first = result.stdout.splitlines()[0]
-    assert first.startswith("a recipe derived from the domain: arch ") and "expect about" in first
+    assert first.startswith("training with ") and "; a recipe derived from the domain: arch " in first
+    assert "expect about" in first
     training = json.loads((tmp_path / "u.json").read_text())["training"]
     assert training["exact"] and training["evaluation"]["method"] == "exhaustive"
     assert training["evaluation"]["total"] == 98 and training["evaluation"]["wrong"] == 0  # 7 x 7 x 2

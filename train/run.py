@@ -43,6 +43,7 @@ def train(
     log=print,
     to_onnx=None,
     keep_checkpoint: bool = True,
+    about: str = "",
 ) -> Trained:
     """Train ``recipe`` into ``out`` (.keras), with its record (.json) and curves (.png) beside it.
 
@@ -78,7 +79,9 @@ def train(
     budget = f"up to {recipe.max_epochs} epochs" + (f" or {recipe.max_minutes:g} minutes" if recipe.max_minutes else "")
     log(
         f"training with {describe(devices)}: {config.describe()}, arch {arch_name}, "
-        f"{budget} x {recipe.samples:,} samples, until exact" + (f", starting from {init}" if init else "")
+        f"{budget} x {recipe.samples:,} samples, until exact"
+        + (f", starting from {init}" if init else "")
+        + (f"; {about}" if about else "")
     )
     earlier = Checkpoint(out, {}).seconds()  # spent by the calls before this one, if it resumes
     started = time.perf_counter()
@@ -94,7 +97,9 @@ def train(
                 log(f"cannot grow past {current.arch}: {outcome.stuck}")
                 break
             left = current.max_epochs - outcome.epochs
-            log(f"growing from {current.arch} to {wider.arch}, from fresh weights, with {left} epochs left: {outcome.stuck}")
+            log(
+                f"growing from {current.arch} to {wider.arch}, from fresh weights, with {left} epochs left: {outcome.stuck}"
+            )
             grown.add(current, outcome, wider.with_overrides(max_epochs=left))
             init_model = None
             if cluster.writer:
