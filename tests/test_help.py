@@ -45,4 +45,4 @@ def test_the_description_is_reflowed_to_the_terminal_not_broken_where_the_source
 
 def test_a_default_written_in_brackets_is_shown_not_taken_for_markup():
     text = " ".join(help_text("adder-train", columns=200).split())
-    assert "[default: 1; with --num-processes: every device of every process]" in text
+    assert "(JAX): a number, or 'all'. [default: 1]" in text and "[default recipe: 24/24]" in text

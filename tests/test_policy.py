@@ -76,6 +76,7 @@ def test_each_shipped_model_was_trained_by_its_recipe_and_its_command_names_it(r
         "confirm_further",
         "confirm_beyond",
         "average_weights",
+        "grow",
     }
     # The budget is not part of a run (a rerun may raise it); one that stopped exact under a
     # smaller budget than the recipe's stops there under the recipe's too.

@@ -124,10 +124,22 @@ def test_a_model_writing_nan_is_a_model_error_not_a_zero(nan_model):
     assert done.returncode == 2 and done.stdout == b"" and "not a finite number" in one_line_error(done.stderr)
 
 
+# Run in a fresh process of its own: RUSAGE_CHILDREN is the largest child a process has ever
+# had, and the test process's earlier children (training runs) would be counted here.
+MEASURE = """
+import resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], capture_output=True)
+sys.stdout.buffer.write(done.stderr)
+sys.stderr.write(f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}\\n")
+sys.exit(done.returncode)
+"""
+
+
 def peak_child_rss_mb(command: list[str]) -> tuple[subprocess.CompletedProcess, float]:
-    """Run ``command``; its result and the peak memory of the largest child so far (MB)."""
-    done = subprocess.run(command, capture_output=True, timeout=120)
-    return done, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    """Run ``command``; its result (its stderr as ``stderr``) and its peak memory (MB)."""
+    run = subprocess.run([sys.executable, "-c", MEASURE, *command], capture_output=True, timeout=120)
+    done = subprocess.CompletedProcess(command, run.returncode, b"", run.stdout)
+    return done, float(run.stderr.decode().strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize(
