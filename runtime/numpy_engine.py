@@ -32,22 +32,19 @@ class ModelMeta:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    # exp(-x) overflows to inf for very negative x, giving 0: the right limit, so no warning.
-    with np.errstate(over="ignore"):
-        return np.float32(1) / (np.float32(1) + np.exp(-x))
+    return np.float32(1) / (np.float32(1) + np.exp(-x))
 
 
 def _sigmoid_inplace(x: np.ndarray) -> None:
     """x = sigmoid(x), as 1 / (1 + exp(-x)): the form onnxruntime's kernels approximate."""
     np.negative(x, out=x)
-    with np.errstate(over="ignore"):
-        np.exp(x, out=x)
+    np.exp(x, out=x)
     x += np.float32(1)
     np.reciprocal(x, out=x)
 
 
 def _axes(values) -> list[int]:
-    return [int(v) for v in np.asarray(values).reshape(-1)]
+    return np.asarray(values).reshape(-1).tolist()
 
 
 def _lstm(node: Node, x, w, r, b=None, lengths=None, h0=None, c0=None, peepholes=None):
@@ -224,6 +221,13 @@ class NumpySession:
             values[info.name] = np.asarray(feeds[info.name])
         wanted = list(output_names) if output_names else [o.name for o in self._model.outputs]
         keep = set(wanted)
+        # exp(-x) overflows to inf for very negative x, and 1 / (1 + inf) is 0: the right limit.
+        with np.errstate(over="ignore"):
+            self._evaluate(values, keep)
+        return [np.ascontiguousarray(values[name]) for name in wanted]
+
+    def _evaluate(self, values: dict[str, np.ndarray], keep: set[str]) -> None:
+        """Every node in order, each output into ``values``; what no later node reads is dropped."""
         for index, node in enumerate(self._model.nodes):
             args = [values[name] if name else None for name in node.inputs]
             while args and args[-1] is None:  # absent optional inputs at the end
@@ -235,4 +239,3 @@ class NumpySession:
             for name in node.inputs:  # drop what no later node reads: large batches stay lean
                 if self._last_use.get(name) == index and name not in keep and name not in self._constants:
                     values.pop(name, None)
-        return [np.ascontiguousarray(values[name]) for name in wanted]
