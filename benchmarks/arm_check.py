@@ -98,9 +98,11 @@ def answer(folder: Path, label: str, engine: str | None) -> None:
 
 
 def startup(runs: int, engine: str | None) -> None:
-    """`adder 3+10` from a cold process, ``runs`` times: medians of wall and CPU time, the largest peak RSS."""
+    """`adder 3+10` from a new process, ``runs`` times after one more not counted: medians of wall and
+    CPU time (user and system), and the largest peak RSS."""
     command = [shutil.which("adder") or "adder"] + (["--engine", engine] if engine else []) + ["3+10"]
     walls, cpus, peaks = [], [], []
+    subprocess.run(command, stdout=subprocess.DEVNULL, check=True)  # once first: writes Python's bytecode caches
     for _ in range(runs):
         started = time.perf_counter()
         child = subprocess.Popen(command, stdout=subprocess.PIPE)
