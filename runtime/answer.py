@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from .grammar import QueryError
 from .lines import StdinLines
-from .session import CHUNK_SIZE, Adder, ModelError
+from .session import CHUNK_SIZE, Adder, EngineError, ModelError
 
 EXIT_BAD_QUERY = 1
 EXIT_USAGE = 2
@@ -103,18 +103,18 @@ def answer_stream(adder, chunks: Iterable[list[str]], label: str, as_json: bool,
     return failed
 
 
-def open_adder(model: str | None) -> Adder | None:
-    """The Adder for ``model``, or None after a one-line error on stderr."""
+def open_adder(model: str | None, engine: str | None = None) -> Adder | None:
+    """The Adder for ``model`` on ``engine`` (None: the default), or None after a one-line error on stderr."""
     try:
-        return Adder(model)
-    except ModelError as exc:
+        return Adder(model, engine=engine)
+    except (ModelError, EngineError) as exc:
         sys.stderr.write(f"error: {printable(str(exc))}\n")
         return None
 
 
-def answer_arguments(queries: list[str], model: str | None, as_json: bool = False) -> int:
+def answer_arguments(queries: list[str], model: str | None, as_json: bool = False, engine: str | None = None) -> int:
     """Answer queries given as arguments; the exit code (0, EXIT_BAD_QUERY or EXIT_USAGE)."""
-    adder = open_adder(model)
+    adder = open_adder(model, engine)
     if adder is None:
         return EXIT_USAGE
     chunks = (queries[start : start + CHUNK] for start in range(0, len(queries), CHUNK))
@@ -126,7 +126,7 @@ def answer_arguments(queries: list[str], model: str | None, as_json: bool = Fals
     return EXIT_BAD_QUERY if failed else 0
 
 
-def answer_stdin(model: str | None, as_json: bool) -> int:
+def answer_stdin(model: str | None, as_json: bool, engine: str | None = None) -> int:
     """Answer stdin line by line (``adder -``); the exit code, EXIT_TERMINATED after SIGTERM.
 
     SIGTERM is caught from before the model is opened, so a query sent before it is
@@ -137,7 +137,7 @@ def answer_stdin(model: str | None, as_json: bool) -> int:
         return EXIT_USAGE
     lines = StdinLines()
     with lines.ended_by_sigterm():
-        adder = open_adder(model)
+        adder = open_adder(model, engine)
         if adder is None:
             return EXIT_USAGE
         try:

@@ -60,6 +60,14 @@ def main(
             envvar="ADDER_MODEL", help="A shipped model's name or a path to an .onnx file.", show_default="default"
         ),
     ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ADDER_ENGINE",
+            help="What runs the model: onnxruntime, or numpy (needs nothing but numpy; slower).",
+            show_default="onnxruntime where it is installed, else numpy",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per query.")] = False,
     info: Annotated[bool, typer.Option("--info", help="Print the model's configuration as JSON and exit.")] = False,
     list_models: Annotated[bool, typer.Option("--list-models", help="List the shipped models and exit.")] = False,
@@ -84,9 +92,9 @@ def main(
         typer.echo("error: 'serve' must come first: adder serve [--host H] [--port P] [--model M]", err=True)
         raise typer.Exit(EXIT_USAGE)
     if queries and queries != ["-"] and not info:
-        raise typer.Exit(answer_arguments(queries, model, as_json))
+        raise typer.Exit(answer_arguments(queries, model, as_json, engine))
     if info:
-        adder = open_adder(model)
+        adder = open_adder(model, engine)
         if adder is None:
             raise typer.Exit(EXIT_USAGE)
         typer.echo(json.dumps(adder.config.to_dict() | {"path": str(Path(adder.path))}, indent=2, sort_keys=True))
@@ -94,7 +102,7 @@ def main(
     if not queries and sys.stdin is not None and sys.stdin.isatty():
         typer.echo('error: no query given; try: adder "3+10"  (or pipe one query per line)', err=True)
         raise typer.Exit(EXIT_USAGE)
-    raise typer.Exit(answer_stdin(model, as_json))
+    raise typer.Exit(answer_stdin(model, as_json, engine))
 
 
 serve_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="markdown")

@@ -47,8 +47,9 @@ def dispatch() -> None:
     if args and not any(arg.startswith("-") for arg in args):
         from .answer import answer_arguments
 
-        # typer reads --model from ADDER_MODEL, an empty value counting as unset.
-        sys.exit(answer_arguments(args, os.environ.get("ADDER_MODEL") or None))
+        # typer reads --model from ADDER_MODEL (and --engine from ADDER_ENGINE), an empty value counting as unset.
+        environ = os.environ
+        sys.exit(answer_arguments(args, environ.get("ADDER_MODEL") or None, engine=environ.get("ADDER_ENGINE") or None))
     may_read_stdin = "-" in args or all(arg.startswith("-") for arg in args)
     if may_read_stdin and not READS_NO_STDIN.intersection(args):  # see adder.lines.hold_sigterm
         from .lines import hold_sigterm

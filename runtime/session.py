@@ -14,7 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import onnxruntime as ort
+
+try:
+    import onnxruntime as ort
+except ImportError:  # no wheel for this platform (32-bit ARM, say): the numpy engine answers
+    ort = None
 
 from .bounds import whole_number
 from .codec import Codec
@@ -30,6 +34,7 @@ BATCH_ROWS = 8
 SPLIT_ROWS = 256  # smallest chunk a known-length batch is split into, to use every core
 MAX_THREADS = 1024  # worker threads an Adder may be asked for; each is a real thread
 MAX_CHUNK_SIZE = 1_000_000  # rows in one onnxruntime call: a few hundred MB of tensors for the widest model
+ENGINES = ("onnxruntime", "numpy")  # what runs the graphs: see adder.numpy_engine for the second
 
 
 if TYPE_CHECKING:
@@ -66,6 +71,26 @@ def _never() -> bool:
 
 class ModelError(ValueError):
     """A model file that cannot be used: missing, unreadable, or not an adder model."""
+
+
+class EngineError(ValueError):
+    """An engine that is not one of ENGINES, or onnxruntime asked for where it is not installed."""
+
+
+def default_engine() -> str:
+    """onnxruntime where it can be imported; else the numpy engine, which needs nothing more."""
+    return "onnxruntime" if ort is not None else "numpy"
+
+
+def check_engine(engine: str | None) -> str:
+    """``engine`` if it can run here (None: ``default_engine()``); else EngineError saying why."""
+    if engine is None:
+        return default_engine()
+    if engine not in ENGINES:
+        raise EngineError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
+    if engine == "onnxruntime" and ort is None:
+        raise EngineError("onnxruntime is not installed here (it has no wheel for this platform); use the numpy engine")
+    return engine
 
 
 BATCH_SUFFIX = ".batch.onnx"
@@ -205,9 +230,11 @@ def _read_helper(path: Path, model: Path, model_size: int) -> bytes | None:
 
 
 def _open_session(
-    data: bytes, path: Path, threads: int, single: bool = False, optimize: bool = True
+    data: bytes, path: Path, threads: int, single: bool = False, optimize: bool = True, engine: str = "onnxruntime"
 ) -> ort.InferenceSession:
     """A session on a model's bytes (``path`` names it in errors)."""
+    if engine == "numpy":
+        return _open_numpy_session(data, path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -232,6 +259,17 @@ def _open_session(
 def _run_failed(path: Path, exc: Exception) -> ModelError:
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return ModelError(f"{path}: the model failed to run ({reason[:200]})")
+
+
+def _open_numpy_session(data: bytes, path: Path):
+    """The numpy engine's session: the same interface as onnxruntime's, the same graph."""
+    from .numpy_engine import NumpySession
+    from .onnx_file import OnnxFormatError
+
+    try:
+        return NumpySession(data)
+    except OnnxFormatError as exc:
+        raise ModelError(f"{path}: not an ONNX model the numpy engine can run ({str(exc)[:200]})") from None
 
 
 def _read_config(session: ort.InferenceSession, path: Path) -> ModelConfig:
@@ -279,12 +317,23 @@ class _QueryBuffers:
         self.input = np.zeros(shape, dtype=np.float32 if floats else np.int32)
         self.input_bytes = memoryview(self.input).cast("B")
         self.output = np.zeros((1, config.output_length, len(config.alphabet)), dtype=np.float32)
+        self.input_name = session.get_inputs()[0].name
+        self.binding = None
+        if ort is None or not isinstance(session, ort.InferenceSession):  # the numpy engine: run() copies
+            return
         self._value = ort.OrtValue.ortvalue_from_numpy(self.input)  # shares self.input's memory
         self.binding = session.io_binding()
         self.binding.bind_ortvalue_input(session.get_inputs()[0].name, self._value)
         self.binding.bind_output(
             session.get_outputs()[0].name, "cpu", 0, np.float32, list(self.output.shape), self.output.ctypes.data
         )
+
+    def run(self, session) -> None:
+        """The session's answer to ``self.input``, in ``self.output``."""
+        if self.binding is None:
+            self.output[...] = session.run(None, {self.input_name: self.input})[0]
+        else:
+            session.run_with_iobinding(self.binding)
 
 
 class Adder:
@@ -299,7 +348,8 @@ class Adder:
     threads inside one call, and they let one chunk's parsing overlap another's run.
     """
 
-    def __init__(self, model: str | Path | None = None, *, threads: int | None = None) -> None:
+    def __init__(self, model: str | Path | None = None, *, threads: int | None = None, engine: str | None = None) -> None:
+        self.engine = check_engine(engine)  # "onnxruntime", or "numpy" where it is missing or asked for
         self.path = resolve_model(model)
         self._threads = (os.cpu_count() or 1) if threads is None else whole_number(threads, "threads", 1, MAX_THREADS)
         self._batch_session: ort.InferenceSession | None = None
@@ -313,14 +363,16 @@ class Adder:
         single_bytes = _read_helper(helper, self.path, len(self._model_bytes))
         # Read now, opened on the first batch: what a later export writes is not this model.
         self._batch_bytes = _read_helper(batch_graph_path(self.path), self.path, len(self._model_bytes))
-        model_session = _open_session(self._model_bytes, self.path, 1, single=True, optimize=single_bytes is None)
+        model_session = _open_session(
+            self._model_bytes, self.path, 1, single=True, optimize=single_bytes is None, engine=self.engine
+        )
         self.config = _read_config(model_session, self.path)
         _check_signature(model_session, self.config, self.path)
         single_session = self._open_helper(single_bytes, helper, single=True)  # about a third faster per query
         self.single_path = helper if single_session is not None else self.path  # the graph single queries run on
         self._single_bytes = single_bytes if single_session is not None else self._model_bytes
         if single_session is None and single_bytes is not None:  # unusable helper: the model's own graph, optimised
-            model_session = _open_session(self._model_bytes, self.path, 1, single=True)
+            model_session = _open_session(self._model_bytes, self.path, 1, single=True, engine=self.engine)
         self._session = model_session if single_session is None else single_session
         _LIVE.add(self)  # so a forked child rebuilds what threads it relies on (_after_fork)
         self.codec = Codec(self.config)
@@ -343,8 +395,10 @@ class Adder:
             buffers = self._local.buffers = _QueryBuffers(self._session, self.config)
         buffers.input_bytes[:] = codec.text_bytes(text)
         try:
-            self._session.run_with_iobinding(buffers.binding)
-        except Exception as exc:  # onnxruntime's own types: an output of another shape, a failing node
+            buffers.run(self._session)
+        except ModelError:
+            raise
+        except Exception as exc:  # the engine's own types: an output of another shape, a failing node
             raise _run_failed(self.single_path, exc) from None
         if not math.isfinite(buffers.output.sum()):  # one reduction: NaN or an infinity anywhere shows
             raise ModelError(
@@ -494,7 +548,7 @@ class Adder:
         if data is None:
             return None
         try:
-            session = _open_session(data, path, 1, single=single)
+            session = _open_session(data, path, 1, single=single, engine=self.engine)
             if _read_config(session, path).to_json() != self.config.to_json():
                 return None
             _check_signature(session, self.config, path)
@@ -512,7 +566,7 @@ class Adder:
         self._lock = threading.Lock()
         self._executor = None
         self._batch_session = None
-        self._session = _open_session(self._single_bytes, self.single_path, 1, single=True)
+        self._session = _open_session(self._single_bytes, self.single_path, 1, single=True, engine=self.engine)
         self._local = threading.local()
 
     def _pool(self) -> ThreadPoolExecutor:
@@ -535,6 +589,6 @@ class Adder:
         session = self._open_helper(self._batch_bytes, batch_graph_path(self.path), single=False)
         if session is None:
             self.batch_path = self.path
-            return _open_session(self._model_bytes, self.path, 1)
+            return _open_session(self._model_bytes, self.path, 1, engine=self.engine)
         self.batch_path = batch_graph_path(self.path)
         return session
