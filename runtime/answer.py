@@ -136,6 +136,7 @@ def answer_stdin(model: str | None, as_json: bool) -> int:
         adder = open_adder(model)
         if adder is None:
             return EXIT_USAGE
+        lines.max_chars = adder.config.max_query_chars
         failed = answer_stream(adder, lines.chunks(CHUNK), "line", as_json, Progress(lines), lines.idle)
     if lines.terminated:
         return EXIT_TERMINATED

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnxruntime as ort
 
-from .codec import Codec
 from .config import BATCH_DIM, METADATA_KEY, ConfigError, ModelConfig
 from .grammar import Expression, QueryError
+from .layout import codec_for, signature
 
 MODELS_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL = "default"
@@ -162,13 +162,16 @@ def _check_signature(session: ort.InferenceSession, config: ModelConfig, path: P
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1 or len(outputs) != 1:
         raise ModelError(f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
+    want_out = [config.output_length, vocab]
     if config.encoding == "index":
         want_in, want_type = [config.input_length], "tensor(int32)"
     else:
         want_in, want_type = [config.input_length, config.input_features], "tensor(float)"
+    if config.layout == "pairs":  # any number of steps (adder.layout)
+        want_in, want_out = signature(config)
     checks = [
         ("input", inputs[0].shape[1:], want_in, inputs[0].type, want_type),
-        ("output", outputs[0].shape[1:], [config.output_length, vocab], outputs[0].type, "tensor(float)"),
+        ("output", outputs[0].shape[1:], want_out, outputs[0].type, "tensor(float)"),
     ]
     for name, shape, want, dtype, want_dtype in checks:
         if list(shape) != want or dtype != want_dtype:
@@ -235,7 +238,7 @@ class Adder:
             model_session = _open_session(self._model_bytes, self.path, 1, single=True)
         self._session = model_session if single_session is None else single_session
         _LIVE.add(self)  # so a forked child rebuilds what threads it relies on (_after_fork)
-        self.codec = Codec(self.config)
+        self.codec = codec_for(self.config)
         self._local = threading.local()  # each thread's _QueryBuffers, bound to self._session
         self._input_name = self._session.get_inputs()[0].name
         self._outputs = [self._session.get_outputs()[0].name]

@@ -1,0 +1,150 @@
+"""The proof that `long` adds exactly at every length: it passes on the shipped file, it refuses
+broken weights, and the float32 execution it covers is the one onnxruntime does."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+
+from adder.eval.proof import ACTIVATION_ERROR, PairWeights, column_sums, prove, run_model  # noqa: E402
+from adder.session import MODELS_DIR  # noqa: E402
+
+LONG = MODELS_DIR / "long.onnx"
+
+
+@pytest.fixture(scope="module")
+def weights() -> PairWeights:
+    from adder.export.pairs import graph_weights
+
+    return graph_weights(onnx.load(LONG))
+
+
+@pytest.fixture(scope="module")
+def shipped_proof(weights):
+    return prove(weights)
+
+
+def verify(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "adder.commands.verify", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_the_shipped_long_model_is_proven_from_its_file_by_one_command():
+    run = verify("long")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "proof passed: 200 regions" in run.stdout
+    assert "its record says the proof passed" in run.stdout
+
+
+def test_the_proof_figures_match_the_record_inside_the_shipped_file(shipped_proof):
+    from adder import Adder
+
+    stored = Adder("long").config.training["proof"]
+    assert stored["passed"] and shipped_proof.passed
+    assert stored["transitions_checked"] == shipped_proof.transitions == 100 + 200 * 100
+    assert stored["smallest_margin"] == pytest.approx(shipped_proof.smallest_margin, abs=1e-6)
+
+
+def test_the_proof_is_a_statement_about_runs_of_any_length(weights, shipped_proof):
+    """What the proof says, seen in the float64 model: states stay in their regions far past
+    any length trained on (16 pairs), on carry chains of thousands of steps."""
+    boxes = dict(enumerate(shipped_proof.boxes))
+    a = np.full((4, 3000), 9)
+    b = np.zeros((4, 3000), dtype=np.int64)
+    b[:, 0] = 1  # a carry that runs the whole way
+    a[1::2] = np.random.default_rng(0).integers(0, 10, (2, 3000))
+    logits, _ = run_model(weights, a, b)
+    assert (logits.argmax(-1) == column_sums(a, b) % 10).all()
+    assert len(boxes) == 200
+
+
+def test_a_model_with_two_digits_swapped_in_its_output_is_refused(weights):
+    dense = weights.dense.copy()
+    dense[:, [3, 4]] = dense[:, [4, 3]]
+    broken = PairWeights(weights.kernel, weights.recurrent, weights.bias, dense, weights.dense_bias)
+    proof = prove(broken)
+    assert not proof.passed
+    assert "does not write digit" in proof.failure
+
+
+def test_a_model_whose_recurrent_weights_are_perturbed_until_it_errs_is_refused(weights):
+    """Noise on the weights that carry the carry: once the model is wrong on some input, the proof must fail."""
+    rng = np.random.default_rng(1)
+    a, b = rng.integers(0, 10, (2, 400, 60))
+    a[:200] = 9 - b[:200]
+    for scale in (0.5, 1.0, 2.0, 4.0):
+        recurrent = weights.recurrent + rng.normal(0, scale, weights.recurrent.shape).astype(np.float32)
+        broken = PairWeights(weights.kernel, recurrent, weights.bias, weights.dense, weights.dense_bias)
+        logits, _ = run_model(broken, a, b)
+        if (logits.argmax(-1) != column_sums(a, b) % 10).any():
+            break
+    else:
+        pytest.fail("no perturbation made the model err")
+    assert not prove(broken).passed
+
+
+def test_a_broken_model_file_fails_adder_verify_with_the_case_that_fails(tmp_path, weights):
+    from onnx import numpy_helper
+
+    proto = onnx.load(LONG)
+    for tensor in proto.graph.initializer:
+        array = numpy_helper.to_array(tensor)
+        if array.shape == weights.dense.shape:  # the Dense kernel: swap two digits' columns
+            array = array.copy()
+            array[:, [1, 7]] = array[:, [7, 1]]
+            tensor.CopyFrom(numpy_helper.from_array(array, tensor.name))
+    path = tmp_path / "broken.onnx"
+    onnx.save(proto, path)
+    run = verify(str(path))
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "proof FAILED" in run.stdout and "does not write digit" in run.stdout
+    assert "its record says the proof passed: it does not agree" in run.stdout
+
+
+def test_adder_verify_refuses_a_text_layout_model_in_one_line():
+    run = verify("default")
+    assert run.returncode == 2
+    assert run.stderr.startswith("error: ") and run.stderr.count("\n") == 1
+    assert "Traceback" not in run.stderr
+
+
+def _one_unit_lstm(gate: str):
+    """An ONNX LSTM of one unit whose cell output Y_c is sigmoid(x) ('i') or tanh(x) ('c'),
+    the other gates held at 1 (or the forget gate at 0) by large biases."""
+    from onnx import TensorProto, helper
+
+    w = np.zeros((1, 4, 1), dtype=np.float32)  # gates i, o, f, c
+    bias = np.zeros((1, 8), dtype=np.float32)
+    bias[0, [0, 1, 3]] = 40.0  # i, o and g saturated at 1
+    bias[0, 2] = -40.0  # f at 0
+    row = {"i": 0, "c": 3}[gate]
+    w[0, row, 0], bias[0, row] = 1.0, 0.0
+    graph = helper.make_graph(
+        [helper.make_node("LSTM", ["x", "W", "R", "B"], ["", "", "c"], hidden_size=1)],
+        "activation",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, None, 1])],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, None, 1])],
+        [
+            helper.make_tensor("W", TensorProto.FLOAT, w.shape, w.ravel()),
+            helper.make_tensor("R", TensorProto.FLOAT, (1, 4, 1), np.zeros(4, dtype=np.float32)),
+            helper.make_tensor("B", TensorProto.FLOAT, bias.shape, bias.ravel()),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("gate, real", [("i", lambda x: 1 / (1 + np.exp(-x))), ("c", np.tanh)])
+def test_onnxruntime_lstm_activations_are_within_the_error_the_proof_allows(gate, real):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(_one_unit_lstm(gate).SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.linspace(-30, 30, 600_001, dtype=np.float32)
+    (cell,) = session.run(None, {"x": x.reshape(1, -1, 1)})
+    error = np.abs(cell.reshape(-1).astype(np.float64) - real(x.astype(np.float64))).max()
+    assert error < ACTIVATION_ERROR / 4, f"{gate}: {error:.3g}"
