@@ -50,16 +50,14 @@ class PairsCodec:
     # -- one query ------------------------------------------------------------------------
     def canonical_text(self, expression: Expression) -> str:
         """The pairs' digits interleaved, lowest first, over every step of the model."""
-        a, b = (format(term, f"0{self.steps}d")[::-1] for term in expression.terms)
-        return "".join(x + y for x, y in zip(a, b))
+        return _interleaved(*map(str, expression.terms), self.steps)
 
     def plain_text(self, query: str) -> str | None:
         """canonical_text(parse(query)) for a query written like ``"50+11"``; None for anything else."""
         match = self._plain_query(query) if type(query) is str else None
         if match is None:
             return None
-        a, b = (term.zfill(self.steps)[::-1] for term in match.groups())
-        return "".join(x + y for x, y in zip(a, b))
+        return _interleaved(*match.groups(), self.steps)
 
     def text_bytes(self, text: str) -> bytes:
         rows = self._digit_bytes
@@ -78,22 +76,25 @@ class PairsCodec:
 
     # -- many queries ---------------------------------------------------------------------
     def encode_batch(self, queries: Sequence[str]) -> tuple[np.ndarray, list[QueryError | None]]:
-        """(digits, errors): each query's interleaved digits as a row (zeros for a bad query)."""
-        rows = np.zeros((len(queries), 2 * self.steps), dtype=np.intp)
+        """(digits, errors): each query's interleaved digits as a row (zeros for a bad query), rows
+        as wide as the batch's longest query needs, so ten-digit queries are not padded to a thousand."""
         errors: list[QueryError | None] = [None] * len(queries)
-        texts = []
+        operands: list[tuple[int, str, str]] = []
         for row, query in enumerate(queries):
-            text = self.plain_text(query)
-            if text is None:
-                try:
-                    text = self.canonical_text(self.parse(query))
-                except QueryError as exc:
-                    errors[row] = exc
-                    continue
-            texts.append((row, text))
-        if texts:
-            raw = np.frombuffer("".join(text for _, text in texts).encode("ascii"), dtype=np.uint8)
-            rows[[row for row, _ in texts]] = raw.reshape(len(texts), -1) - ord("0")
+            match = self._plain_query(query) if type(query) is str else None
+            if match is not None:
+                operands.append((row, *match.groups()))
+                continue
+            try:
+                operands.append((row, *map(str, self.parse(query).terms)))
+            except QueryError as exc:
+                errors[row] = exc
+        steps = max((max(len(a), len(b)) for _, a, b in operands), default=0) + 1
+        rows = np.zeros((len(queries), 2 * steps), dtype=np.intp)
+        if operands:
+            texts = "".join(_interleaved(a, b, steps) for _, a, b in operands)
+            raw = np.frombuffer(texts.encode("ascii"), dtype=np.uint8).reshape(len(operands), 2 * steps)
+            rows[[row for row, _, _ in operands]] = raw - ord("0")
         return rows, errors
 
     def encode_expressions(self, expressions: Iterable[Expression]) -> np.ndarray:
@@ -134,6 +135,13 @@ class PairsCodec:
             for row, line in enumerate(_rows(text)):
                 values[row] = int(line) if valid[row] else 0
         return values, valid
+
+
+def _interleaved(a: str, b: str, steps: int) -> str:
+    """Two operands' digits side by side, lowest first, zero-padded to ``steps`` pairs."""
+    pairs = [""] * (2 * steps)
+    pairs[0::2], pairs[1::2] = a.zfill(steps)[::-1], b.zfill(steps)[::-1]
+    return "".join(pairs)
 
 
 def _rows(text: np.ndarray) -> list[str]:

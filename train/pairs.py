@@ -6,8 +6,10 @@ Two terms shape it for the proof (adder.eval.proof), and are dropped before it i
 
 * the forget gate is held shut (its weights 0, its bias -20, so it passes 2e-9 of the old
   cell): the state after a step depends on the pair and the step before only through h;
-* every output h is pulled toward 0 or +-tanh(1) (``settle``), where the gates saturate, so
-  the reachable states gather into small regions, one per digit pair and carry.
+* every output h is pulled toward +-tanh(1) (``settle``), which it reaches only with its
+  input and output gates at 1 and its candidate at +-1, all saturated; the reachable states
+  then gather into small regions, one per digit pair and carry, that each step maps into
+  one another. (A pull toward 0 as well let h sit at 0 with an unsaturated candidate.)
 
 An epoch is ``samples`` fresh sequences of TRAIN_STEPS pairs, a share of them ending in
 (0, 0) pairs as short operands do. Every ``check_every`` epochs the proof runs on the
@@ -51,14 +53,18 @@ class ShutForget(keras.constraints.Constraint):
 
 
 class Settle(keras.regularizers.Regularizer):
-    """weight * mean squared distance of each output from the nearest of 0 and +-tanh(1)."""
+    """weight * mean squared distance of each output's size from tanh(1).
+
+    Keras divides a layer's activity penalty by the batch size; it is multiplied back here, so
+    ``weight`` weighs the mean against the cross-entropy as written.
+    """
 
     def __init__(self, weight: float) -> None:
-        self.weight = weight
+        self.weight = keras.Variable(weight, trainable=False, name="settle")  # raised epoch by epoch
 
     def __call__(self, h):
-        top, size = float(np.tanh(1.0)), keras.ops.abs(h)
-        return self.weight * keras.ops.mean(keras.ops.square(keras.ops.minimum(size, keras.ops.abs(top - size))))
+        distance = keras.ops.mean(keras.ops.square(keras.ops.abs(h) - float(np.tanh(1.0))))
+        return self.weight * distance * keras.ops.cast(keras.ops.shape(h)[0], "float32")
 
 
 def build_pairs_model(config: ModelConfig, units: int, settle: float) -> keras.Model:
@@ -70,7 +76,7 @@ def build_pairs_model(config: ModelConfig, units: int, settle: float) -> keras.M
         kernel_constraint=ShutForget(units, 0.0),
         recurrent_constraint=ShutForget(units, 0.0),
         bias_constraint=ShutForget(units, SHUT_BIAS),
-        activity_regularizer=Settle(settle) if settle else None,
+        activity_regularizer=Settle(settle),
     )(inputs)
     outputs = keras.layers.Dense(len(config.alphabet), activation="softmax")(x)
     model = keras.Model(inputs, outputs, name="adder_pairs")
@@ -124,7 +130,8 @@ def fit_pairs(recipe: Recipe, config: ModelConfig, log=print) -> tuple[keras.Mod
     keras.utils.set_random_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
     units = recipe.architecture().encoder[0]
-    model = build_pairs_model(config, units, recipe.settle)
+    model = build_pairs_model(config, units, settle_weight(recipe, 1))
+    settle = model.layers[1].activity_regularizer if recipe.settle else None
     optimizer = keras.optimizers.Adam(recipe.learning_rate)
     model.compile(optimizer, "sparse_categorical_crossentropy")
     probe_a, probe_b = draw_pairs(np.random.default_rng(recipe.seed + 1), PROBE, PROBE_STEPS)
@@ -134,6 +141,8 @@ def fit_pairs(recipe: Recipe, config: ModelConfig, log=print) -> tuple[keras.Mod
     for epoch in range(1, recipe.max_epochs + 1):
         rate = learning_rate_of(recipe, epoch)
         optimizer.learning_rate.assign(rate)
+        if settle is not None:  # first the sums, then the regions (settle_weight)
+            settle.weight.assign(settle_weight(recipe, epoch))
         a, b = draw_pairs(rng, recipe.samples, TRAIN_STEPS)
         fitted = model.fit(
             one_hot_pairs(a, b), column_sums(a, b) % 10, batch_size=recipe.batch_size, epochs=1, verbose=0, shuffle=False
@@ -160,6 +169,13 @@ def fit_pairs(recipe: Recipe, config: ModelConfig, log=print) -> tuple[keras.Mod
     if proof is None or not proof.passed:
         proof = prove(pair_weights(model))
     return model, history, proof, reason
+
+
+def settle_weight(recipe: Recipe, epoch: int) -> float:
+    """0 for the first settle_epochs epochs, while the model learns to add; then rising to settle
+    over as many again. Pulled from the start, 8 units learned no more than one sum in ten."""
+    start = recipe.settle_epochs
+    return recipe.settle * min(1.0, max(0.0, (epoch - start) / start))
 
 
 def learning_rate_of(recipe: Recipe, epoch: int) -> float:

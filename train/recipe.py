@@ -146,7 +146,10 @@ class Recipe:
     carry_chains: float = setting(0.0, "Share of pairs drawn to carry through a long chain.", 0, 1, group="data")
     sparse_operands: float = setting(0.0, "Share of operands drawn with many zero digits.", 0, 1, group="data")
     settle: float = setting(
-        0.0, "Pull of each LSTM output toward 0 or +-tanh(1) (layout 'pairs'), so states settle.", 0, 100, group="data"
+        0.0, "Pull of each LSTM output toward +-tanh(1) (layout 'pairs'), so states settle.", 0, 100, group="data"
+    )
+    settle_epochs: int = setting(
+        1, "Epochs before settle acts, and then over which it rises to its weight (layout 'pairs').", 1, 100_000, group="data"
     )
     replay_share: float = setting(
         0.25, "Share of each epoch replayed from the queries checks found wrong.", 0, below=1, group="data"
