@@ -140,30 +140,34 @@ def _activation(function, lo, hi, low, high):
 
 
 def step_box(w: PairWeights, lo: np.ndarray, hi: np.ndarray, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bounds on the state after reading (a, b) from any state in the box [lo, hi] (h then c)."""
+    """Bounds on the state after reading (a, b) from any state in the box [lo, hi] (h then c);
+    boxes may be stacked along leading axes."""
     units = w.units
     x = w.kernel[a] + w.kernel[10 + b] + w.bias
     size = np.abs(w.kernel[a]) + np.abs(w.kernel[10 + b]) + np.abs(w.bias)
-    zlo, zhi = _affine(lo[:units], hi[:units], w.recurrent, x, size)
-    gates = [(zlo[k * units : (k + 1) * units], zhi[k * units : (k + 1) * units]) for k in range(4)]
+    zlo, zhi = _affine(lo[..., :units], hi[..., :units], w.recurrent, x, size)
+    gates = [(zlo[..., k * units : (k + 1) * units], zhi[..., k * units : (k + 1) * units]) for k in range(4)]
     i, f, o = (_activation(_sigmoid, *gates[k], 0.0, 1.0) for k in (0, 1, 3))
     g = _activation(np.tanh, *gates[2], -1.0, 1.0)
-    c = _plus(*_times(*f, lo[units:], hi[units:]), *_times(*i, *g))
+    c = _plus(*_times(*f, lo[..., units:], hi[..., units:]), *_times(*i, *g))
     h = _times(*o, *_activation(np.tanh, *c, -1.0, 1.0))
-    return np.concatenate([h[0], c[0]]), np.concatenate([h[1], c[1]])
+    return np.concatenate([h[0], c[0]], axis=-1), np.concatenate([h[1], c[1]], axis=-1)
 
 
-def margin_box(w: PairWeights, lo: np.ndarray, hi: np.ndarray, digit: int) -> float:
-    """A lower bound, over the box, on digit's logit minus the largest other logit."""
+def margin_box(w: PairWeights, lo: np.ndarray, hi: np.ndarray, digit: int) -> np.ndarray:
+    """A lower bound, over each box (stacked along the leading axis), on digit's logit minus
+    the largest other logit."""
     units = w.units
     others = [k for k in range(w.dense.shape[1]) if k != digit]
     matrix = w.dense[:, [digit]] - w.dense[:, others]  # exact: float32 differences in float64
     offset = w.dense_bias[digit] - w.dense_bias[others]
     size = np.abs(w.dense_bias[digit]) + np.abs(w.dense_bias[others])
     # Each logit is rounded on its own in execution: the bound covers both dot products.
-    dlo, _ = _affine(lo[:units], hi[:units], matrix, offset, size)
-    both = np.maximum(np.abs(lo[:units]), np.abs(hi[:units])) @ (np.abs(w.dense[:, [digit]]) + np.abs(w.dense[:, others]))
-    return float((dlo - (units + 2) * FLOAT32_UNIT * both).min())
+    dlo, _ = _affine(lo[..., :units], hi[..., :units], matrix, offset, size)
+    both = np.maximum(np.abs(lo[..., :units]), np.abs(hi[..., :units])) @ (
+        np.abs(w.dense[:, [digit]]) + np.abs(w.dense[:, others])
+    )
+    return (dlo - (units + 2) * FLOAT32_UNIT * both).min(axis=-1)
 
 
 def _inside(lo, hi, box_lo, box_hi) -> bool:
@@ -179,6 +183,7 @@ class Proof:
     units: int
     parameters: int
     regions: int = REGIONS
+    history: int = 1
     transitions: int = 0
     margins: int = 0
     rounds: int = 0
@@ -199,6 +204,7 @@ class Proof:
             "units": self.units,
             "parameters": self.parameters,
             "regions": self.regions,
+            "history": self.history,
             "transitions_checked": self.transitions,
             "margins_checked": self.margins,
             "rounds": self.rounds,
@@ -214,7 +220,7 @@ class Proof:
         if not self.passed:
             return [f"proof FAILED: {self.failure}"]
         return [
-            f"proof passed: {self.regions} regions (one per digit pair and carry in) in the {2 * self.units}-dimensional "
+            f"proof passed: {self.regions:,} regions ({KEYS[self.history]}) in the {2 * self.units}-dimensional "
             f"state (h, c) of {self.units} LSTM units, {self.parameters:,} parameters",
             f"checked {self.transitions:,} transitions (100 pairs from the initial state and from every region) "
             f"and {self.margins} argmax margins, over whole boxes with outward rounding",
@@ -225,6 +231,7 @@ class Proof:
         ]
 
 
+KEYS = {1: "one per digit pair and carry in", 2: "one per digit pair and carry in, and the step before's"}
 STATEMENT = (
     "for every sequence of aligned digit pairs of any length, started from the zero state, every step's argmax "
     "is the right digit of the sum, for the real-number model and for any float32 execution whose dot products "
@@ -232,106 +239,166 @@ STATEMENT = (
 )
 
 
-def region_of(a: int, b: int, carry: int) -> int:
-    return carry * 100 + a * 10 + b
+START = 200  # the region "before the first step": the zero state, carry 0
 
 
 def digit_of(region: int) -> int:
-    """The answer digit a state in this region must write."""
+    """The answer digit a state in a step region (carry * 100 + a * 10 + b) must write."""
     carry, a, b = region // 100, region // 10 % 10, region % 10
     return (a + b + carry) % 10
 
 
-def carry_out(region: int) -> int:
+def carry_out(region):
     carry, a, b = region // 100, region // 10 % 10, region % 10
-    return int(a + b + carry >= 10)
+    return (a + b + carry >= 10).astype(np.int64) if isinstance(region, np.ndarray) else int(a + b + carry >= 10)
 
 
-def describe_region(region: int | None) -> str:
-    if region is None:
-        return "the initial state"
-    return f"region ({region // 10 % 10}, {region % 10}, carry {region // 100})"
+class Regions:
+    """How regions are numbered. With ``history`` 1 a region is the step's (a, b, carry in): 200.
+    With ``history`` 2 it is that and the step before's region (or START): 201 * 100 = 20,100,
+    for a model whose state also remembers something of the pair before; each region's box is
+    then tighter, and the proof the same induction over finer cases."""
+
+    def __init__(self, history: int) -> None:
+        if history not in (1, 2):
+            raise ValueError(f"history must be 1 or 2 steps, got {history}")
+        self.history = history
+        self.count = REGIONS if history == 1 else (START + 1) * 100
+        ids = np.arange(self.count)
+        self.step = ids if history == 1 else self.step_of(ids // 100, ids % 100)
+        self.digit = np.array([digit_of(int(r)) for r in self.step])
+
+    @staticmethod
+    def step_of(previous, pair):
+        """The step region after ``previous`` (a step region or START) reading ``pair``."""
+        carry = np.where(previous == START, 0, carry_out(np.minimum(previous, START - 1)))
+        return carry * 100 + pair
+
+    def after(self, ids: np.ndarray, pair: int) -> np.ndarray:
+        """The region a step reading ``pair`` goes to from each region in ``ids``."""
+        if self.history == 1:
+            return self.step_of(self.step[ids], pair)
+        return self.step[ids] * 100 + pair
+
+    def first(self, pair: int) -> int:
+        """The region of the first step, from the zero state."""
+        return pair if self.history == 1 else START * 100 + pair
+
+    def label(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The region of every step of digit rows a and b."""
+        sums = column_sums(a, b)
+        step = (sums - a - b) * 100 + a * 10 + b
+        if self.history == 1:
+            return step
+        previous = np.concatenate([np.full((len(a), 1), START), step[:, :-1]], axis=1)
+        return previous * 100 + a * 10 + b
+
+    def describe(self, region: int | None) -> str:
+        if region is None:
+            return "the initial state"
+        step = int(self.step[region])
+        text = f"region ({step // 10 % 10}, {step % 10}, carry {step // 100})"
+        if self.history == 2:
+            previous = region // 100
+            text += " after the first pair" if previous == START else f" after ({previous // 10 % 10}, {previous % 10}, carry {previous // 100})"
+        return text
 
 
-def reachable_states(weights: PairWeights, sequences: int = 2000, steps: int = 30, seed: int = 0):
-    """States the model reaches on random pairs (a quarter of them long carry chains), by region."""
+def reachable_states(weights: PairWeights, regions: Regions, sequences: int = 4000, steps: int = 40, seed: int = 0):
+    """States the model reaches on random pairs (a quarter of them long carry chains) and their regions."""
     rng = np.random.default_rng(seed)
     a, b = rng.integers(0, 10, (2, sequences, steps))
     chains = sequences // 4
     a[:chains] = 9 - b[:chains]
     _, states = run_model(weights, a, b)
-    sums = column_sums(a, b)
-    regions = (sums - a - b) * 100 + a * 10 + b
-    return {r: states[regions == r] for r in range(REGIONS)}
+    return states.reshape(-1, states.shape[-1]), regions.label(a, b).reshape(-1)
 
 
-def find_regions(weights: PairWeights, pad: float = 1e-4, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """A box around each region's reachable states, padded by ``pad`` on every side."""
-    boxes = []
-    for states in reachable_states(weights, seed=seed).values():
-        if len(states) == 0:  # never seen: an empty box no state fits in, grown only if a step lands there
-            boxes.append((np.full(2 * weights.units, np.inf), np.full(2 * weights.units, -np.inf)))
-            continue
-        boxes.append((states.min(axis=0) - pad, states.max(axis=0) + pad))
-    return boxes
+def find_regions(weights: PairWeights, regions: Regions, pad: float = 1e-4, seed: int = 0):
+    """A box around each region's reachable states, padded by ``pad``; +-inf (empty) where none was seen."""
+    states, labels = reachable_states(weights, regions, seed=seed)
+    lo = np.full((regions.count, states.shape[1]), np.inf)
+    hi = np.full((regions.count, states.shape[1]), -np.inf)
+    np.minimum.at(lo, labels, states)
+    np.maximum.at(hi, labels, states)
+    seen = np.isfinite(lo).all(axis=1)
+    lo[seen] -= pad
+    hi[seen] += pad
+    return lo, hi
 
 
-def prove(weights: PairWeights, pad: float = 1e-4, seed: int = 0) -> Proof:
+def prove(weights: PairWeights, pad: float = 1e-4, seed: int = 0, history: int | None = None) -> Proof:
     """Find the regions, grow each until every transition into it lands inside, then check margins.
 
-    Growing is only the search: the proof is the last round, in which every one of the
-    20,000 transitions between regions and the 100 from the initial state landed inside
-    its target box unchanged, and every region's margin was at least MIN_MARGIN.
+    Growing is only the search: the proof is the last round, in which every transition from
+    every region and from the initial state landed inside its target box unchanged, and every
+    region's margin was at least MIN_MARGIN.
     """
+    if history is None:  # the coarse regions first; finer ones where a state remembers a pair more
+        proof = prove(weights, pad, seed, 1)
+        return proof if proof.passed else prove(weights, pad, seed, 2)
     w = weights.as_float64()
-    units = w.units
-    proof = Proof(passed=False, units=units, parameters=weights.parameters)
-    boxes = find_regions(weights, pad, seed)
-    zero = np.zeros(2 * units)
+    units, regions = w.units, Regions(history)
+    proof = Proof(passed=False, units=units, parameters=weights.parameters, regions=regions.count, history=history)
+    lo, hi = find_regions(weights, regions, pad, seed)
+    zero = np.zeros((1, 2 * units))
     for round_ in range(1, MAX_ROUNDS + 1):
-        grown, checked, worst = False, 0, ""
-        for region, lo, hi in [(None, zero, zero)] + [(r, *boxes[r]) for r in range(REGIONS)]:
-            if not np.isfinite(lo).all():
-                continue
-            carry = 0 if region is None else carry_out(region)
-            for a, b in PAIRS:
-                target = region_of(a, b, carry)
-                nlo, nhi = step_box(w, lo, hi, a, b)
-                checked += 1
-                box_lo, box_hi = boxes[target]
-                if not _inside(nlo, nhi, box_lo, box_hi):
-                    grown = True
-                    worst = worst or f"from {describe_region(region)} the pair ({a}, {b}) leaves {describe_region(target)}"
-                    new_lo, new_hi = np.minimum(box_lo, nlo), np.maximum(box_hi, nhi)
-                    spread = (new_hi - new_lo) * 0.05 + pad
-                    boxes[target] = (new_lo - spread, new_hi + spread)
+        live = np.flatnonzero(np.isfinite(lo).all(axis=1))
+        new_lo, new_hi = lo.copy(), hi.copy()
+        worst, checked = "", 0
+        for a, b in PAIRS:
+            pair = a * 10 + b
+            for sources, targets, start in (
+                (live, regions.after(live, pair), False),
+                (np.zeros(1, dtype=np.int64), np.array([regions.first(pair)]), True),
+            ):
+                nlo, nhi = step_box(w, zero if start else lo[sources], zero if start else hi[sources], a, b)
+                checked += len(sources)
+                out = ~((nlo >= lo[targets]).all(axis=1) & (nhi <= hi[targets]).all(axis=1))
+                if out.any():
+                    k = int(np.flatnonzero(out)[0])
+                    worst = worst or (
+                        f"from {regions.describe(None if start else int(sources[k]))} the pair ({a}, {b}) "
+                        f"leaves {regions.describe(int(targets[k]))}"
+                    )
+                    np.minimum.at(new_lo, targets[out], nlo[out])
+                    np.maximum.at(new_hi, targets[out], nhi[out])
         proof.rounds, proof.transitions = round_, checked
-        live = [r for r in range(REGIONS) if np.isfinite(boxes[r][0]).all()]
-        margins = {r: margin_box(w, *boxes[r], digit_of(r)) for r in live}
-        smallest = min(margins, key=margins.get)
+        grown = np.flatnonzero(((new_lo < lo) | (new_hi > hi)).any(axis=1))
+        spread = np.where(np.isfinite(new_hi - new_lo), (new_hi - new_lo) * 0.05, 0.0) + pad
+        lo[grown], hi[grown] = new_lo[grown] - spread[grown], new_hi[grown] + spread[grown]
+        live = np.flatnonzero(np.isfinite(lo).all(axis=1))
+        margins = np.full(regions.count, np.inf)
+        for digit in range(10):
+            chosen = live[regions.digit[live] == digit]
+            if len(chosen):
+                margins[chosen] = margin_box(w, lo[chosen], hi[chosen], digit)
+        smallest = int(np.argmin(margins))
         proof.smallest_margin = float(margins[smallest])
         if margins[smallest] < MIN_MARGIN:  # growing only lowers a margin: this cannot recover
             proof.failure = (
-                f"{describe_region(smallest)} does not write digit {digit_of(smallest)} over its whole box: "
-                f"margin {margins[smallest]:.4g} < {MIN_MARGIN:g}" + (f" (after: {worst})" if grown else "")
+                f"{regions.describe(smallest)} does not write digit {regions.digit[smallest]} over its whole box: "
+                f"margin {margins[smallest]:.4g} < {MIN_MARGIN:g}" + (f" (after: {worst})" if worst else "")
             )
             return proof
-        if not grown:
+        if not len(grown):
             proof.passed = True
             proof.regions = len(live)
-            proof.margins = len(margins)
-            proof.widest_region = float(max((boxes[r][1] - boxes[r][0]).max() for r in live))
-            proof.separation = _separation([boxes[r] for r in live], [digit_of(r) for r in live])
-            proof.boxes = [(boxes[r][0].tolist(), boxes[r][1].tolist()) for r in live]
+            proof.margins = len(live)
+            proof.widest_region = float((hi[live] - lo[live]).max())
+            proof.separation = _separation(lo[live], hi[live], regions.digit[live])
+            proof.boxes = [(lo[r].tolist(), hi[r].tolist()) for r in live] if history == 1 else []
             return proof
     proof.failure = f"the regions did not settle in {MAX_ROUNDS} rounds: {worst}"
     return proof
 
 
-def _separation(boxes, digits) -> float:
+def _separation(lo: np.ndarray, hi: np.ndarray, digits: np.ndarray) -> float:
     """The smallest distance (largest coordinate gap) between boxes that write different digits."""
-    lo = np.array([box[0] for box in boxes])
-    hi = np.array([box[1] for box in boxes])
-    gaps = np.maximum(lo[np.newaxis] - hi[:, np.newaxis], lo[:, np.newaxis] - hi[np.newaxis]).max(axis=2)
-    differ = np.array(digits)[:, np.newaxis] != np.array(digits)[np.newaxis]
-    return float(gaps[differ].min())
+    smallest = np.inf
+    for start in range(0, len(lo), 500):  # in blocks: 20,000 boxes pairwise would not fit in memory
+        gaps = np.maximum(lo[np.newaxis] - hi[start : start + 500, np.newaxis], lo[start : start + 500, np.newaxis] - hi[np.newaxis]).max(axis=2)
+        differ = digits[start : start + 500, np.newaxis] != digits[np.newaxis]
+        if differ.any():
+            smallest = min(smallest, float(gaps[differ].min()))
+    return smallest

@@ -19,7 +19,8 @@ from adder.config import METADATA_KEY, ModelConfig
 from adder.eval.proof import PairWeights, Proof, prove, run_model
 
 # Nodes a pairs graph may hold besides its LSTM, MatMul, Add and Softmax: ones that only move data.
-LAYOUT_OPS = {"Transpose", "Squeeze", "Unsqueeze", "Reshape", "Identity", "Shape", "Gather", "Concat", "Cast", "Slice"}
+LAYOUT_OPS = {"Transpose", "Squeeze", "Unsqueeze", "Reshape", "Identity", "Shape", "Gather", "Concat", "Cast", "Slice", "Expand"}
+SHAPING_OPS = ("Unsqueeze", "Expand", "Identity", "Reshape", "Cast")  # what tf2onnx builds the zero start state with
 FUSED_OPS = {"LSTM", "MatMul", "Add", "Softmax"}
 VALIDATION_ATOL = 1e-4  # float32 onnxruntime against the float64 model, on probabilities
 
@@ -49,8 +50,9 @@ def graph_weights(proto: onnx.ModelProto) -> PairWeights:
     w, r, b = (constants.get(name) for name in inputs[1:4])
     if w is None or r is None or b is None or any(inputs[4:5]) or len(inputs) > 8 and any(inputs[8:]):
         raise GraphError("the LSTM's W, R and B must be constants, and no sequence lengths given")
+    producers = {out: node for node in graph.node for out in node.output}
     for name in inputs[5:7]:  # an initial state, if any, must be zero: the proof starts there
-        if name and (name not in constants or np.any(constants[name])):
+        if name and not _zero(name, constants, producers):
             raise GraphError("the LSTM must start from the zero state")
     if len(inputs) > 7 and inputs[7]:
         raise GraphError("the LSTM must have no peepholes")
@@ -59,6 +61,14 @@ def graph_weights(proto: onnx.ModelProto) -> PairWeights:
     if len(matmul) != 1 or len(add) != 1:
         raise GraphError("expected one Dense layer (a MatMul and an Add with constant weights)")
     return PairWeights.from_onnx(w, r, b, matmul[0], add[0].reshape(-1))
+
+
+def _zero(name: str, constants: dict, producers: dict) -> bool:
+    """Whether a tensor is all zeros: a constant, or one only reshaped or broadcast."""
+    if name in constants:
+        return not np.any(constants[name])
+    node = producers.get(name)
+    return node is not None and node.op_type in SHAPING_OPS and _zero(node.input[0], constants, producers)
 
 
 def check_graph_runs_the_weights(session, weights: PairWeights, steps=(1, 7, 40), rows: int = 64, seed: int = 0) -> float:

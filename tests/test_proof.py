@@ -38,7 +38,7 @@ def verify(*args: str) -> subprocess.CompletedProcess:
 def test_the_shipped_long_model_is_proven_from_its_file_by_one_command():
     run = verify("long")
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "proof passed: 200 regions" in run.stdout
+    assert "proof passed: " in run.stdout and " regions (one per digit pair and carry in" in run.stdout
     assert "its record says the proof passed" in run.stdout
 
 
@@ -47,21 +47,19 @@ def test_the_proof_figures_match_the_record_inside_the_shipped_file(shipped_proo
 
     stored = Adder("long").config.training["proof"]
     assert stored["passed"] and shipped_proof.passed
-    assert stored["transitions_checked"] == shipped_proof.transitions == 100 + 200 * 100
+    assert stored["transitions_checked"] == shipped_proof.transitions == 100 * (1 + shipped_proof.regions)
+    assert stored["regions"] == shipped_proof.regions >= 200
     assert stored["smallest_margin"] == pytest.approx(shipped_proof.smallest_margin, abs=1e-6)
 
 
-def test_the_proof_is_a_statement_about_runs_of_any_length(weights, shipped_proof):
-    """What the proof says, seen in the float64 model: states stay in their regions far past
-    any length trained on (16 pairs), on carry chains of thousands of steps."""
-    boxes = dict(enumerate(shipped_proof.boxes))
+def test_the_float64_model_is_right_on_carry_chains_far_longer_than_it_was_trained_on(weights):
+    """What the proof says, seen in one case it covers: 3,000 steps, against 16 in training."""
     a = np.full((4, 3000), 9)
     b = np.zeros((4, 3000), dtype=np.int64)
     b[:, 0] = 1  # a carry that runs the whole way
     a[1::2] = np.random.default_rng(0).integers(0, 10, (2, 3000))
     logits, _ = run_model(weights, a, b)
     assert (logits.argmax(-1) == column_sums(a, b) % 10).all()
-    assert len(boxes) == 200
 
 
 def test_a_model_with_two_digits_swapped_in_its_output_is_refused(weights):

@@ -6,10 +6,9 @@ Two terms shape it for the proof (adder.eval.proof), and are dropped before it i
 
 * the forget gate is held shut (its weights 0, its bias -20, so it passes 2e-9 of the old
   cell): the state after a step depends on the pair and the step before only through h;
-* every output h is pulled toward +-tanh(1) (``settle``), which it reaches only with its
-  input and output gates at 1 and its candidate at +-1, all saturated; the reachable states
-  then gather into small regions, one per digit pair and carry, that each step maps into
-  one another. (A pull toward 0 as well let h sit at 0 with an unsaturated candidate.)
+* every output h is pulled toward 0 or +-tanh(1) (``settle``), the values it takes when its
+  gates are saturated, so the reachable states gather into small regions, one per digit pair
+  and carry, that each step maps into one another.
 
 An epoch is ``samples`` fresh sequences of TRAIN_STEPS pairs, a share of them ending in
 (0, 0) pairs as short operands do. Every ``check_every`` epochs the proof runs on the
@@ -52,8 +51,22 @@ class ShutForget(keras.constraints.Constraint):
         return w * (1.0 - mask) + self.value * mask
 
 
+class ShutRecurrent(ShutForget):
+    """The recurrent kernel: the forget gate's columns held at 0, and every row but the first
+    ``read`` held at 0 too, so the next step reads only those units of the state."""
+
+    def __init__(self, units: int, read: int) -> None:
+        super().__init__(units, 0.0)
+        self.read = read
+
+    def __call__(self, w):
+        rows = np.zeros((w.shape[0], 1), dtype="float32")
+        rows[: self.read] = 1.0
+        return super().__call__(w) * rows
+
+
 class Settle(keras.regularizers.Regularizer):
-    """weight * mean squared distance of each output's size from tanh(1).
+    """weight * mean squared distance of each output from the nearest of 0 and +-tanh(1).
 
     Keras divides a layer's activity penalty by the batch size; it is multiplied back here, so
     ``weight`` weighs the mean against the cross-entropy as written.
@@ -63,38 +76,62 @@ class Settle(keras.regularizers.Regularizer):
         self.weight = keras.Variable(weight, trainable=False, name="settle")  # raised epoch by epoch
 
     def __call__(self, h):
-        distance = keras.ops.mean(keras.ops.square(keras.ops.abs(h) - float(np.tanh(1.0))))
+        top, size = float(np.tanh(1.0)), keras.ops.abs(h)
+        distance = keras.ops.mean(keras.ops.square(keras.ops.minimum(size, keras.ops.abs(top - size))))
         return self.weight * distance * keras.ops.cast(keras.ops.shape(h)[0], "float32")
 
 
-def build_pairs_model(config: ModelConfig, units: int, settle: float) -> keras.Model:
+class NoisyStateCell(keras.layers.LSTMCell):
+    """An LSTM cell that, in training only, adds Gaussian noise to the state h it reads: a model
+    that must stay right under it maps a neighbourhood of each state into one of the next."""
+
+    def __init__(self, units: int, noise: float, seed: int, **options) -> None:
+        super().__init__(units, **options)
+        self.noise = noise
+        self.noise_seed = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, states, training=False):
+        h, c = states[0], states[1]
+        if training and self.noise:
+            h = h + keras.random.normal(keras.ops.shape(h), stddev=self.noise, seed=self.noise_seed)
+        return super().call(inputs, [h, c], training=training)
+
+
+def build_pairs_model(
+    config: ModelConfig, units: int, settle: float, noise: float = 0.0, seed: int = 0, read: int = 0
+) -> keras.Model:
+    """The model trained: a noisy-state LSTM (a plain one without noise), its forget gate shut,
+    reading only the first ``read`` units of the state it passes on (all of them for 0)."""
+    shut = {
+        "unit_forget_bias": False,
+        "kernel_constraint": ShutForget(units, 0.0),
+        "recurrent_constraint": ShutRecurrent(units, read or units),
+        "bias_constraint": ShutForget(units, SHUT_BIAS),
+    }
     inputs = keras.Input((None, PAIR_FEATURES), name="query")
-    x = keras.layers.LSTM(
-        units,
-        return_sequences=True,
-        unit_forget_bias=False,
-        kernel_constraint=ShutForget(units, 0.0),
-        recurrent_constraint=ShutForget(units, 0.0),
-        bias_constraint=ShutForget(units, SHUT_BIAS),
-        activity_regularizer=Settle(settle),
-    )(inputs)
-    outputs = keras.layers.Dense(len(config.alphabet), activation="softmax")(x)
+    if noise:
+        layer = keras.layers.RNN(NoisyStateCell(units, noise, seed, **shut), return_sequences=True)
+        layer.activity_regularizer = Settle(settle)
+    else:
+        layer = keras.layers.LSTM(units, return_sequences=True, activity_regularizer=Settle(settle), **shut)
+    outputs = keras.layers.Dense(len(config.alphabet), activation="softmax")(layer(inputs))
     model = keras.Model(inputs, outputs, name="adder_pairs")
-    lstm = model.layers[1]
-    for weight in lstm.weights:  # start shut too, not only after the first step
+    for weight in model.layers[1].weights:  # start shut too, not only after the first step
         if weight.constraint is not None:
             weight.assign(weight.constraint(weight))
     return model
 
 
-def drop_training_terms(model: keras.Model) -> None:
-    """The constraints and the regularizer only shape training; the saved model is a plain LSTM."""
-    lstm = model.layers[1]
-    lstm.activity_regularizer = None
-    cell = lstm.cell
-    cell.kernel_constraint = cell.recurrent_constraint = cell.bias_constraint = None
-    for weight in lstm.weights:
-        weight._constraint = None
+def plain_model(config: ModelConfig, trained: keras.Model) -> keras.Model:
+    """The trained weights in a plain LSTM and Dense: the constraints, the pull and the noise only
+    shaped training, and what is saved and exported is an ordinary Keras LSTM."""
+    units = trained.layers[1].weights[1].shape[0]
+    inputs = keras.Input((None, PAIR_FEATURES), name="query")
+    lstm = keras.layers.LSTM(units, return_sequences=True)
+    outputs = keras.layers.Dense(len(config.alphabet), activation="softmax")(lstm(inputs))
+    model = keras.Model(inputs, outputs, name="adder_pairs")
+    model.set_weights(trained.get_weights())
+    return model
 
 
 def pair_weights(model: keras.Model) -> PairWeights:
@@ -130,7 +167,9 @@ def fit_pairs(recipe: Recipe, config: ModelConfig, log=print) -> tuple[keras.Mod
     keras.utils.set_random_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
     units = recipe.architecture().encoder[0]
-    model = build_pairs_model(config, units, settle_weight(recipe, 1))
+    model = build_pairs_model(
+        config, units, settle_weight(recipe, 1), recipe.state_noise, recipe.seed, recipe.recurrent_units
+    )
     settle = model.layers[1].activity_regularizer if recipe.settle else None
     optimizer = keras.optimizers.Adam(recipe.learning_rate)
     model.compile(optimizer, "sparse_categorical_crossentropy")
@@ -152,7 +191,7 @@ def fit_pairs(recipe: Recipe, config: ModelConfig, log=print) -> tuple[keras.Mod
         entry |= {"probe_exact_match": probe, "seconds": round(time.perf_counter() - started, 1)}
         due = recipe.check_every and epoch % recipe.check_every == 0 or epoch == recipe.max_epochs
         if probe == 1.0 and due:
-            proof = prove(pair_weights(model))
+            proof = prove(pair_weights(plain_model(config, model)))
             entry["proof_passed"] = proof.passed
             log(f"epoch {epoch}: loss {entry['loss']:.5f}, proof " + ("passed" if proof.passed else f"failed: {proof.failure}"))
             if proof.passed:
@@ -165,7 +204,7 @@ def fit_pairs(recipe: Recipe, config: ModelConfig, log=print) -> tuple[keras.Mod
         if recipe.max_minutes and time.perf_counter() - started > 60 * recipe.max_minutes:
             reason = f"{recipe.max_minutes:g} minutes were spent"
             break
-    drop_training_terms(model)
+    model = plain_model(config, model)
     if proof is None or not proof.passed:
         proof = prove(pair_weights(model))
     return model, history, proof, reason

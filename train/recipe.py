@@ -18,6 +18,7 @@ from pathlib import Path
 import tomllib
 
 from adder.config import ConfigError, ModelConfig
+from adder.train.values import BOOLEAN_WORDS, parse_number, toml_value, typed  # noqa: F401 (read from here too)
 
 RECIPE_FOLDER = Path(__file__).resolve().parent / "recipes"
 DEFAULT_RECIPE = "default"
@@ -146,7 +147,14 @@ class Recipe:
     carry_chains: float = setting(0.0, "Share of pairs drawn to carry through a long chain.", 0, 1, group="data")
     sparse_operands: float = setting(0.0, "Share of operands drawn with many zero digits.", 0, 1, group="data")
     settle: float = setting(
-        0.0, "Pull of each LSTM output toward +-tanh(1) (layout 'pairs'), so states settle.", 0, 100, group="data"
+        0.0, "Pull of each LSTM output toward 0 or +-tanh(1) (layout 'pairs'), so states settle.", 0, 100, group="data"
+    )
+    recurrent_units: int = setting(
+        0, "LSTM units the next step reads (layout 'pairs'; the rest of the state is not passed on); 0: all.",
+        0, MAX_UNITS, group="model",
+    )  # fmt: skip
+    state_noise: float = setting(
+        0.0, "Gaussian noise added in training to the state each step reads (layout 'pairs').", 0, 10, group="data"
     )
     settle_epochs: int = setting(
         1, "Epochs before settle acts, and then over which it rises to its weight (layout 'pairs').", 1, 100_000, group="data"
@@ -302,8 +310,8 @@ class Recipe:
             found.append(f"layout 'pairs' trains one LSTM: give arch as its units, like 8, got {self.arch!r}")
         if not pairs and not arch.decoder:
             found.append(f"arch {self.arch!r} has no decoder; only layout 'pairs' trains one LSTM alone")
-        if self.settle and not pairs:
-            found.append("settle acts only with layout 'pairs'")
+        if (self.settle or self.state_noise) and not pairs:
+            found.append("settle and state_noise act only with layout 'pairs'")
         if self.mine_margin and not self.mine_sample:
             found.append(f"mine_margin {self.mine_margin:g} needs mine_sample of 1 or more queries to mine")
         if self.confirm_beyond and (not self.confirm_further or self.confirm_further % FURTHER_STEP):
@@ -344,65 +352,6 @@ def bound_problem(f, value) -> str | None:
     if below is not None and not value < below:
         return f"{name} must be below {below:g}, got {value:g}"
     return None
-
-
-def parse_number(text: str, kind: type, what: str) -> int | float:
-    """The one way a number is read from text: ASCII digits only (``int`` takes other scripts'
-    digits and ``str.isdigit`` superscripts, which ``int`` then refuses), finite for floats."""
-    text = text.strip().replace("_", "")
-    if kind is int:
-        if not re.fullmatch(r"[+-]?[0-9]{1,30}", text):
-            raise ValueError(f"{what} takes a whole number, got {text!r}")
-        return int(text)
-    if not re.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,3})?", text):
-        raise ValueError(f"{what} takes a number, got {text!r}")
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{what} takes a finite number, got {text!r}")
-    return value
-
-
-BOOLEAN_WORDS = {
-    "true": True,
-    "yes": True,
-    "on": True,
-    "1": True,
-    "false": False,
-    "no": False,
-    "off": False,
-    "0": False,
-}
-
-
-def typed(f, value, source: str):
-    """``value`` (text from the command line, or a TOML/JSON value) as field ``f``'s type."""
-    kind = type(f.default)
-    what = f"{source}: {f.name}"
-    if isinstance(value, str) and kind is not str:
-        if kind is bool:
-            if value.strip().lower() not in BOOLEAN_WORDS:
-                raise ValueError(f"{what} takes true or false, got {value!r}")
-            return BOOLEAN_WORDS[value.strip().lower()]
-        return parse_number(value, kind, what)
-    if kind is bool and isinstance(value, bool):
-        return value
-    if kind is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        if not math.isfinite(value):
-            raise ValueError(f"{what} takes a finite number, got {value}")
-        return float(value)
-    if kind is str and isinstance(value, str):
-        return value
-    raise ValueError(f"{what} takes a {kind.__name__}, got {value!r}")
-
-
-def toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def recipe_names() -> list[str]:
