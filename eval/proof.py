@@ -327,7 +327,9 @@ def find_regions(weights: PairWeights, regions: Regions, pad: float = 1e-4, seed
     return lo, hi
 
 
-def prove(weights: PairWeights, pad: float = 1e-4, seed: int = 0, history: int | None = None) -> Proof:
+def prove(
+    weights: PairWeights, pad: float = 1e-4, seed: int = 0, history: int | None = None, grow: float = 0.05
+) -> Proof:
     """Find the regions, grow each until every transition into it lands inside, then check margins.
 
     Growing is only the search: the proof is the last round, in which every transition from
@@ -335,8 +337,8 @@ def prove(weights: PairWeights, pad: float = 1e-4, seed: int = 0, history: int |
     region's margin was at least MIN_MARGIN.
     """
     if history is None:  # the coarse regions first; finer ones where a state remembers a pair more
-        proof = prove(weights, pad, seed, 1)
-        return proof if proof.passed else prove(weights, pad, seed, 2)
+        proof = prove(weights, pad, seed, 1, grow)
+        return proof if proof.passed else prove(weights, pad, seed, 2, grow)
     w = weights.as_float64()
     units, regions = w.units, Regions(history)
     proof = Proof(passed=False, units=units, parameters=weights.parameters, regions=regions.count, history=history)
@@ -365,7 +367,7 @@ def prove(weights: PairWeights, pad: float = 1e-4, seed: int = 0, history: int |
                     np.maximum.at(new_hi, targets[out], nhi[out])
         proof.rounds, proof.transitions = round_, checked
         grown = np.flatnonzero(((new_lo < lo) | (new_hi > hi)).any(axis=1))
-        spread = np.where(np.isfinite(new_hi - new_lo), (new_hi - new_lo) * 0.05, 0.0) + pad
+        spread = np.where(np.isfinite(new_hi - new_lo), (new_hi - new_lo) * grow, 0.0) + pad
         lo[grown], hi[grown] = new_lo[grown] - spread[grown], new_hi[grown] + spread[grown]
         live = np.flatnonzero(np.isfinite(lo).all(axis=1))
         margins = np.full(regions.count, np.inf)

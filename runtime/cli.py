@@ -34,6 +34,8 @@ def show_models() -> None:
         proof = config.training.get("proof")
         if isinstance(proof, dict) and proof.get("passed") is True:  # only a proof that passed is claimed
             measured = f"proven for every length up to {config.operand_width:,} digits (adder-verify {name})"
+        elif isinstance(proof, dict):
+            measured = f"not proven: its proof failed (adder-verify {name} says where)"
         typer.echo(f"{name}: {config.describe()}; {size_of(config.training)}{measured}")
 
 

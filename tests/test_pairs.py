@@ -129,9 +129,12 @@ def test_adder_answers_a_long_query_given_as_an_argument():
     assert (run.returncode, run.stdout.strip()) == (0, str(a + b))
 
 
-def test_list_models_says_proven_only_for_a_model_whose_proof_passed():
+def test_list_models_says_proven_exactly_where_the_models_record_holds_a_proof_that_passed():
     run = adder_cli("--list-models")
     lines = {line.split(":")[0]: line for line in run.stdout.splitlines()}
-    assert "proven for every length up to 1,000 digits" in lines["long"]
-    assert "LSTM 8," in lines["long"] or "LSTM " in lines["long"]
-    assert all("proven" not in line for name, line in lines.items() if name != "long")
+    for name, line in lines.items():
+        proof = Adder(name).config.training.get("proof")
+        passed = isinstance(proof, dict) and proof.get("passed") is True
+        assert ("proven for every length up to" in line) == passed, line
+        assert ("not proven" in line) == (isinstance(proof, dict) and not passed), line
+    assert lines["long"].startswith("long: 2 terms of up to 1,000 digits, operators +; LSTM 8, 1,036 parameters; ")
