@@ -77,3 +77,7 @@ def read_pairs_model(path: Path):
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()
