@@ -2,13 +2,16 @@
 
 The model is a many-to-many LSTM (``return_sequences``) and a Dense softmax per step, not the
 encoder-decoder of the text layout: each step reads a pair and writes that column's digit.
-Two terms shape it for the proof (adder.eval.proof), and are dropped before it is saved:
+Training shapes it for the proof (adder.eval.proof); the shaping is dropped before it is saved
+(``plain_model``: the same weights in a plain Keras LSTM):
 
 * the forget gate is held shut (its weights 0, its bias -20, so it passes 2e-9 of the old
-  cell): the state after a step depends on the pair and the step before only through h;
-* every output h is pulled toward 0 or +-tanh(1) (``settle``), the values it takes when its
-  gates are saturated, so the reachable states gather into small regions, one per digit pair
-  and carry, that each step maps into one another.
+  cell): the state after a step depends on the step before only through h;
+* ``recurrent_units``: the next step reads only that many units of h (the recurrent kernel's
+  other rows held at 0), so a step passes on little more than the carry;
+* ``state_noise``: Gaussian noise on the h each step reads, so the model must answer right
+  from near every state it reaches;
+* ``settle`` (off in the shipped recipe): every output pulled toward 0 or +-tanh(1).
 
 An epoch is ``samples`` fresh sequences of TRAIN_STEPS pairs, a share of them ending in
 (0, 0) pairs as short operands do. Every ``check_every`` epochs the proof runs on the
@@ -21,10 +24,10 @@ import math
 import time
 from pathlib import Path
 
+from dataclasses import replace
+
 import keras
 import numpy as np
-
-from dataclasses import replace
 
 from adder.config import ModelConfig
 from adder.eval.proof import PairWeights, column_sums, prove
