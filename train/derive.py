@@ -87,7 +87,7 @@ def expected_epochs(recipe: Recipe) -> int:
     config = recipe.model_config()
     held = config.max_terms * config.operand_width
     hard = ("-" in config.operators) + 2 * ("*" in config.operators) + config.brackets + (config.max_terms > 2)
-    return int(min(recipe.max_epochs, round((15 + 12 * held) * (1 + 0.5 * hard))))
+    return int(min(recipe.max_epochs, round((10 + 8 * held) * (1 + 0.25 * hard))))
 
 
 def seconds_per_epoch(recipe: Recipe) -> float:
