@@ -68,7 +68,7 @@ def _varint(data: memoryview, pos: int) -> tuple[int, int]:
             raise OnnxFormatError("varint longer than 10 bytes")
 
 
-def _fields(data: memoryview):
+def message_fields(data: memoryview):
     """(field number, wire type, value) for each field of one message: an int for varints and
     fixed-width fields, a memoryview of the bytes for length-delimited ones."""
     pos, end = 0, len(data)
@@ -127,7 +127,7 @@ def _tensor(data: memoryview) -> tuple[str, np.ndarray]:
     dims: list[int] = []
     dtype_code, name, raw = 0, "", None
     typed: list = []
-    for number, wire, value in _fields(data):
+    for number, wire, value in message_fields(data):
         if number == 1:
             dims += _ints(wire, value)
         elif number == 2:
@@ -163,7 +163,7 @@ def _tensor(data: memoryview) -> tuple[str, np.ndarray]:
 
 def _attribute(data: memoryview) -> tuple[str, object]:
     name, single, many = "", None, []
-    for number, wire, value in _fields(data):
+    for number, wire, value in message_fields(data):
         if number == 1:
             name = _text(value)
         elif number == 2:
@@ -185,7 +185,7 @@ def _attribute(data: memoryview) -> tuple[str, object]:
 
 def _node(data: memoryview) -> Node:
     inputs, outputs, attributes, op_type, domain = [], [], {}, "", ""
-    for number, _wire, value in _fields(data):
+    for number, _wire, value in message_fields(data):
         if number == 1:
             inputs.append(_text(value))
         elif number == 2:
@@ -203,25 +203,25 @@ def _node(data: memoryview) -> Node:
 def _value_info(data: memoryview) -> ValueInfo:
     """ValueInfoProto -> TypeProto.tensor_type -> elem_type and TensorShapeProto's dims."""
     name, elem, shape = "", 0, []
-    for number, _wire, value in _fields(data):
+    for number, _wire, value in message_fields(data):
         if number == 1:
             name = _text(value)
         elif number == 2:
-            for tnumber, _w, tensor_type in _fields(value):
+            for tnumber, _w, tensor_type in message_fields(value):
                 if tnumber != 1:
                     continue
-                for inner, _w2, part in _fields(tensor_type):
+                for inner, _w2, part in message_fields(tensor_type):
                     if inner == 1:
                         elem = part
                     elif inner == 2:
-                        for dnumber, _w3, dim in _fields(part):
+                        for dnumber, _w3, dim in message_fields(part):
                             if dnumber == 1:
                                 shape.append(_dimension(dim))
     return ValueInfo(name, TYPE_NAMES.get(elem, f"tensor(type {elem})"), shape)
 
 
 def _dimension(data: memoryview):
-    for number, _wire, value in _fields(data):
+    for number, _wire, value in message_fields(data):
         if number == 1:
             return _signed(value)
         if number == 2:
@@ -231,7 +231,7 @@ def _dimension(data: memoryview):
 
 def _graph(data: memoryview) -> tuple[list[Node], dict[str, np.ndarray], list[ValueInfo], list[ValueInfo]]:
     nodes, initializers, inputs, outputs = [], {}, [], []
-    for number, _wire, value in _fields(data):
+    for number, _wire, value in message_fields(data):
         if number == 1:
             nodes.append(_node(value))
         elif number == 5:
@@ -251,12 +251,12 @@ def read_model(data: bytes) -> OnnxModel:
     view = memoryview(data)
     graph, metadata, opset = None, {}, None
     try:
-        for number, _wire, value in _fields(view):
+        for number, _wire, value in message_fields(view):
             if number == 7:
                 graph = _graph(value)
             elif number == 8:  # opset_import: OperatorSetIdProto (domain 1, version 2)
                 domain, version = "", 0
-                for inner, _w, part in _fields(value):
+                for inner, _w, part in message_fields(value):
                     if inner == 1:
                         domain = _text(part)
                     elif inner == 2:
@@ -264,7 +264,7 @@ def read_model(data: bytes) -> OnnxModel:
                 if domain in ("", "ai.onnx"):
                     opset = version
             elif number == 14:  # metadata_props: StringStringEntryProto (key 1, value 2)
-                entry = {inner: _text(part) for inner, _w, part in _fields(value)}
+                entry = {inner: _text(part) for inner, _w, part in message_fields(value)}
                 metadata[entry.get(1, "")] = entry.get(2, "")
     except (TypeError, ValueError) as exc:  # wrong wire types where a message was expected, say
         if isinstance(exc, OnnxFormatError):

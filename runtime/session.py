@@ -151,11 +151,10 @@ def _read_bounded(path: Path, limit: int, what: str = "an ONNX model file") -> b
             raise ModelError(f"{path}: is not a regular file (a pipe or device?); give {what}")
         if mode.st_size > limit:
             raise ModelError(f"{path}: is {mode.st_size:,} bytes, over the {limit:,} bytes {what} may be")
+        problem = _model_structure_problem(descriptor, mode.st_size)
+        if problem is not None:
+            raise ModelError(f"{path}: {problem}")
         with os.fdopen(descriptor, "rb", buffering=0, closefd=False) as file:
-            problem = _model_structure_problem(file, mode.st_size)
-            if problem is not None:
-                raise ModelError(f"{path}: {problem}")
-            file.seek(0)
             data = file.read(limit + 1)  # a file growing while read is refused as one too large
     except OSError as exc:
         raise ModelError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
@@ -169,44 +168,32 @@ def _read_bounded(path: Path, limit: int, what: str = "an ONNX model file") -> b
 MODEL_METADATA_FIELD = 14  # ModelProto.metadata_props in onnx.proto; its entries: 1 key, 2 value
 
 
-def _varint(file) -> int | None:
-    value = shift = 0
-    for _ in range(10):
-        byte = file.read(1)
-        if not byte:
-            return None
-        value |= (byte[0] & 0x7F) << shift
-        if byte[0] < 0x80:
-            return value
-        shift += 7
-    return None
-
-
-def _model_structure_problem(file, size: int) -> str | None:
+def _model_structure_problem(descriptor: int, size: int) -> str | None:
     """What makes these bytes no adder model, found by walking the ModelProto's top-level fields
-    (seeking past the graph, never reading it), or None. A file of any size that is not
-    protobuf, or holds no adder config, is refused in microseconds instead of after reading it whole."""
+    over a read-only map of the file (adder.onnx_file's reader; the graph is skipped, never read),
+    or None. A file of any size that is not protobuf, or holds no adder config, is refused in
+    microseconds instead of after reading it whole."""
+    import mmap
+
+    from .onnx_file import OnnxFormatError, message_fields
+
     if size == 0:
         return "not a readable ONNX model (the file is empty)"
-    found_config = False
-    while file.tell() < size:
-        key = _varint(file)
-        if key is None or key >> 3 == 0:
-            return f"not a readable ONNX model (no protobuf field at byte {file.tell():,})"
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            if _varint(file) is None:
-                return "not a readable ONNX model (the file ends inside a number)"
-            continue
-        if wire not in (1, 2, 5):
-            return f"not a readable ONNX model (protobuf wire type {wire} at byte {file.tell():,})"
-        length = {1: 8, 5: 4}.get(wire) or _varint(file)
-        if length is None or file.tell() + length > size:
-            return "not a readable ONNX model (a field runs past the end of the file)"
-        start = file.tell()
-        if wire == 2 and field == MODEL_METADATA_FIELD:  # an entry's key comes first: a few bytes in
-            found_config |= METADATA_KEY.encode() in file.read(min(length, len(METADATA_KEY) + 8))
-        file.seek(start + length)
+    key = METADATA_KEY.encode()
+    with mmap.mmap(descriptor, size, access=mmap.ACCESS_READ) as mapped:
+        view = memoryview(mapped)
+        try:
+            found_config = False
+            for number, wire, value in message_fields(view):
+                if number == 0:
+                    return "not a readable ONNX model (no protobuf field where one should start)"
+                if wire == 2 and number == MODEL_METADATA_FIELD:  # an entry's key comes first
+                    found_config |= key in bytes(value[: len(key) + 8])
+                del value
+        except OnnxFormatError as exc:
+            return f"not a readable ONNX model ({exc})"
+        finally:
+            view.release()
     if not found_config:
         return f"not an adder model (no '{METADATA_KEY}' in its metadata)"
     return None
