@@ -21,6 +21,7 @@ from adder.config import ModelConfig
 from adder.eval import suites, verdict
 from adder.eval.evaluate import Evaluation
 from adder.grammar import values_of
+from adder.train import checks
 from adder.train.averaging import WeightMean
 from adder.train.checkpoint import Checkpoint, CheckpointError
 from adder.train.checks import (
@@ -161,7 +162,7 @@ def check_starting_model(state: State, recipe: Recipe, config: ModelConfig, log,
     result = full_check(state.model, config, to_onnx=to_onnx)
     entry = {"epoch": 0}
     if result.is_verdict and result.wrong == 0 and suites.judged_by_suites(config):
-        predict = check_predictor(state.model, config, to_onnx)
+        predict = checks.domain_predictor(state.model, config, to_onnx)[0]
         plan = verdict.stages(recipe.confirm_further, recipe.confirm_beyond)
         result = verdict.judge(result, predict, config, suites.fresh_seed(recipe.seed, 0), plan, entry)
     state.pool.reset(result.wrong_queries)
@@ -171,12 +172,6 @@ def check_starting_model(state: State, recipe: Recipe, config: ModelConfig, log,
         log("stopping: the starting model is already exact on the whole domain")
         return Outcome(result, True, "the starting model is exact")
     return None
-
-
-def check_predictor(model, config, to_onnx):
-    from adder.train.checks import domain_predictor
-
-    return domain_predictor(model, config, to_onnx)[0]
 
 
 def fit(
