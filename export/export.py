@@ -2,8 +2,9 @@
 against Keras before it is written (as optimum's exporter does), atomically.
 
 It writes MODEL.onnx (fused LSTMs, the runtime's general graph), MODEL.batch.onnx (the
-decoder written out step by step, faster on batches) and MODEL.single.onnx (rebuilt for
-exactly one query), or with ``quantize="int8"`` one int8 file judged over the domain.
+whole model written out from symbols to symbols, export/written.py: the fastest on
+batches) and MODEL.single.onnx (rebuilt for exactly one query), or with
+``quantize="int8"`` one int8 file judged over the domain.
 """
 
 from __future__ import annotations
@@ -34,9 +35,7 @@ def export_model(
     from adder.config import ConfigError
     from adder.eval.files import WriteError, atomic_path, temp_prefix
     from adder.export.convert import fused_lstm_count, keras_to_onnx, quantize_int8
-    from adder.export.unroll import unroll_decoder
     from adder.export.validate import validate_export
-    from adder.session import batch_graph_path
     from adder.train.archive import ArchiveError, load_keras
 
     try:
@@ -74,13 +73,57 @@ def export_model(
         log(f"wrote {output} ({output.stat().st_size:,} bytes)")
         if quantize == "none":
             # The runtime answers batches with this graph and single queries with the fused one.
-            batch_output = batch_graph_path(output)
-            with atomic_path(batch_output) as tmp:
-                write_validated(tmp, unroll_decoder(proto, config.output_length), "batch graph", batch_output)
-            log(f"wrote {batch_output} ({batch_output.stat().st_size:,} bytes)")
+            write_batch_graph(proto, keras_model, config, output, queries, randoms, atol_random, log, write_validated)
             write_single_graph(proto, keras_model, config, output, queries, randoms, atol, atol_random, log)
     except WriteError as exc:
         raise ExportError(str(exc)) from None
+
+
+def write_batch_graph(proto, keras_model, config, output: Path, queries, randoms, atol_random, log, write_validated):
+    """OUTPUT.batch.onnx: written out from symbols to symbols (export/written.py), compared with
+    Keras on every query of the domain where it can be enumerated; a model of another shape
+    gets tf2onnx's graph with its decoder written out (export/unroll.py), validated like the model."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from adder.eval.files import atomic_path
+    from adder.export.simplify import SimplifyError, model_weights
+    from adder.export.unroll import unroll_decoder
+    from adder.export.validate import ValidationError, validate_symbols
+    from adder.export.written import SYMBOLS_IN, written_graph
+    from adder.session import batch_graph_path
+
+    target = batch_graph_path(output)
+    try:
+        graph = written_graph(model_weights(proto, config), config, proto)
+    except SimplifyError as exc:
+        log(f"batch graph from tf2onnx's, its decoder written out ({exc})")
+        with atomic_path(target) as tmp:
+            write_validated(tmp, unroll_decoder(proto, config.output_length), "batch graph", target)
+        log(f"wrote {target} ({target.stat().st_size:,} bytes)")
+        return
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(graph.SerializeToString())
+        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+
+        def answer_symbols(indices):
+            rows = [indices[start : start + 65536] for start in range(0, len(indices), 65536)]
+            return np.concatenate([session.run(None, {SYMBOLS_IN: r.astype(np.int64)})[0] for r in rows])
+
+        try:
+            report = validate_symbols(keras_model, answer_symbols, config, queries, randoms, atol_random)
+        except ValidationError as exc:
+            raise ExportError(f"{target} not written: {exc}") from None
+    where = (
+        f" and on every one of its {config.domain_size:,} domain queries"
+        if report.whole_domain
+        else f" (its {config.domain_size:,} domain queries are too many to enumerate here: adder-eval judges them)"
+    )
+    log(
+        f"wrote {target} ({target.stat().st_size:,} bytes, {len(graph.graph.node)} nodes, symbols in and out): "
+        f"the same answers as Keras on {report.domain_queries:,} validation queries{where}; and on "
+        f"{report.random_compared:,} of {report.random_inputs:,} random inputs with a clear best symbol"
+    )
 
 
 def write_single_graph(proto, keras_model, config, output: Path, queries, randoms, atol, atol_random, log) -> None:

@@ -19,6 +19,8 @@ Anything else (stacked layers, an Embedding) keeps tf2onnx's graph.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -34,10 +36,21 @@ def _input(node: onnx.NodeProto, index: int) -> str:
     return node.input[index] if len(node.input) > index else ""
 
 
-def simplify(proto: onnx.ModelProto, config: ModelConfig, single: bool = False) -> onnx.ModelProto:
-    """The rebuilt graph; with ``single``, for exactly one query: every shape fixed at batch 1,
-    the transposes written as reshapes (free views), which onnxruntime runs about a third
-    faster than the same graph with the batch dimension merely pinned to 1."""
+@dataclass(frozen=True)
+class Weights:
+    """The adder's layers as arrays, in ONNX's LSTM layout (gates i, o, f, c; W [1, 4H, in],
+    R [1, 4H, H], B [1, 8H]), taken from tf2onnx's nodes: what every rebuilt graph is made of."""
+
+    encoder: tuple[np.ndarray, np.ndarray, np.ndarray]
+    decoder: tuple[np.ndarray, np.ndarray, np.ndarray]
+    encoder_attributes: dict
+    decoder_attributes: dict
+    kernel: np.ndarray  # [H, vocab]
+    bias: np.ndarray  # [vocab]
+
+
+def model_weights(proto: onnx.ModelProto, config: ModelConfig) -> Weights:
+    """The weights of the shape adder-train builds, or SimplifyError saying what else the graph is."""
     if config.encoding not in ("onehot", "ordinal"):
         raise SimplifyError("only float inputs (one-hot or ordinal) are rebuilt")
     features = config.input_features
@@ -56,14 +69,31 @@ def simplify(proto: onnx.ModelProto, config: ModelConfig, single: bool = False) 
     if len(bias_adds) != 1 or bias_adds[0].input[1] not in weights:
         raise SimplifyError("expected the Dense layer's bias as an Add")
     bias = weights[bias_adds[0].input[1]]
-    vocab, steps = len(config.alphabet), config.output_length
+    vocab = len(config.alphabet)
     hidden = [int(weights[node.input[2]].shape[-1]) for node in lstms]
     if kernel.shape != (hidden[1], vocab) or weights[lstms[0].input[1]].shape[-1] != features:
         raise SimplifyError("layer sizes do not match the config")
+    layers = []
+    for node in lstms:
+        if len(node.input) < 4 or node.input[3] not in weights:
+            raise SimplifyError("expected each LSTM's bias as a constant")
+        layers.append(tuple(np.asarray(weights[name], np.float32) for name in node.input[1:4]))
+    attributes = [{a.name: helper.get_attribute_value(a) for a in node.attribute} for node in lstms]
+    return Weights(layers[0], layers[1], attributes[0], attributes[1], np.asarray(kernel), np.asarray(bias))
 
-    def lstm(node, x: str, outputs: list[str], name: str) -> onnx.NodeProto:
+
+def simplify(proto: onnx.ModelProto, config: ModelConfig, single: bool = False) -> onnx.ModelProto:
+    """The rebuilt graph; with ``single``, for exactly one query: every shape fixed at batch 1,
+    the transposes written as reshapes (free views), which onnxruntime runs about a third
+    faster than the same graph with the batch dimension merely pinned to 1."""
+    weights = model_weights(proto, config)
+    features = config.input_features
+    kernel, bias = weights.kernel, weights.bias
+    vocab, steps = len(config.alphabet), config.output_length
+    hidden = [weights.encoder[1].shape[-1], weights.decoder[1].shape[-1]]
+
+    def lstm(attributes: dict, x: str, outputs: list[str], name: str) -> onnx.NodeProto:
         inputs = [x, f"{name}_W", f"{name}_R", f"{name}_B"]
-        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         return helper.make_node("LSTM", inputs, outputs, name=name, **attributes)
 
     batch_first = (
@@ -75,9 +105,9 @@ def simplify(proto: onnx.ModelProto, config: ModelConfig, single: bool = False) 
         helper.make_node("Reshape", ["query", "query_shape"], ["steps_first"])
         if single
         else helper.make_node("Transpose", ["query"], ["steps_first"], perm=[1, 0, 2]),
-        lstm(lstms[0], "steps_first", ["", "encoded"], "encoder"),
+        lstm(weights.encoder_attributes, "steps_first", ["", "encoded"], "encoder"),
         helper.make_node("Expand", ["encoded", "repeat"], ["repeated"]),  # [1,N,H] -> [steps,N,H]
-        lstm(lstms[1], "repeated", ["decoded"], "decoder"),
+        lstm(weights.decoder_attributes, "repeated", ["decoded"], "decoder"),
         helper.make_node("Squeeze", ["decoded", "direction_axis"], ["per_step"]),
         batch_first,
         helper.make_node("MatMul", ["batch_first", "dense_kernel"], ["logits_unbiased"]),
@@ -86,9 +116,9 @@ def simplify(proto: onnx.ModelProto, config: ModelConfig, single: bool = False) 
     ]
     initializers = [numpy_helper.from_array(np.asarray(kernel), "dense_kernel")]
     initializers.append(numpy_helper.from_array(np.asarray(bias), "dense_bias"))
-    for node, name in zip(lstms, ("encoder", "decoder")):
-        for suffix, source in zip("WRB", node.input[1:4]):
-            initializers.append(numpy_helper.from_array(weights[source], f"{name}_{suffix}"))
+    for layer, name in zip((weights.encoder, weights.decoder), ("encoder", "decoder")):
+        for suffix, array in zip("WRB", layer):
+            initializers.append(numpy_helper.from_array(array, f"{name}_{suffix}"))
     initializers.append(numpy_helper.from_array(np.array([steps, 1, 1], np.int64), "repeat"))
     initializers.append(numpy_helper.from_array(np.array([1], np.int64), "direction_axis"))
     if single:

@@ -81,3 +81,58 @@ def validate_export(
             f"(tolerance {atol_random:g}); {differing} of {queries} decoded answers differ"
         )
     return report
+
+
+WHOLE_DOMAIN = 2_000_000  # a symbols graph is compared with Keras on every query of a domain up to this size
+
+
+@dataclass(frozen=True)
+class SymbolsReport:
+    domain_queries: int
+    whole_domain: bool
+    random_inputs: int
+    random_compared: int
+
+
+def validate_symbols(
+    model,
+    answer_symbols,
+    config: ModelConfig,
+    queries: int = 4000,
+    randoms: int = 1000,
+    atol_random: float = ATOL_RANDOM,
+    seed: int = 0,
+    whole_domain: int = WHOLE_DOMAIN,
+) -> SymbolsReport:
+    """Compare a graph that answers in symbols (``answer_symbols(indices) -> [N, steps]``) with
+    Keras's argmax: identical on the validation queries and on every query of a domain up to
+    ``whole_domain``, and on random inputs wherever Keras's two best symbols are further apart
+    than the probability tolerance (closer than that, float32 rounding may pick either)."""
+    from adder.eval.domain import domain_blocks
+
+    codec = Codec(config)
+    rng = np.random.default_rng(seed)
+    expressions = sample_expressions(config, queries, rng)
+    blocks = [codec.encode_expressions(expressions)]
+    indices = [np.argmax(blocks[0], axis=-1)] if config.encoding == "onehot" else None
+    if indices is None:
+        raise ValidationError("only one-hot models answer in symbols")
+    everything = config.domain_size <= whole_domain
+    if everything:
+        indices += [codec.shape_indices(shape, terms) for shape, terms in domain_blocks(config)]
+    differing = 0
+    for block in indices:
+        want = keras_probs(model, codec.to_model_input(block)).argmax(axis=-1)
+        differing += int((np.asarray(answer_symbols(block)) != want).any(axis=1).sum())
+    x_random = rng.integers(0, len(config.alphabet), size=(randoms, config.input_length))
+    probs = keras_probs(model, codec.to_model_input(x_random))
+    top2 = np.sort(probs, axis=-1)[..., -2:]
+    clear = ((top2[..., 1] - top2[..., 0]) > atol_random).all(axis=1)
+    random_differing = int(((np.asarray(answer_symbols(x_random)) != probs.argmax(axis=-1)).any(axis=1) & clear).sum())
+    if differing or random_differing:
+        where = "every domain query and the validation queries" if everything else f"{queries} validation queries"
+        raise ValidationError(
+            f"the symbols graph disagrees with Keras: {differing} answers differ over {where}, "
+            f"{random_differing} of {int(clear.sum())} random inputs with a clear best symbol"
+        )
+    return SymbolsReport(queries, everything, randoms, int(clear.sum()))

@@ -147,6 +147,22 @@ def _cast(node, x):
     return (x.astype(DTYPES[to]),)
 
 
+def _argmax(node, x):
+    if int(node.attributes.get("select_last_index", 0)):
+        raise UnsupportedGraph("ArgMax with select_last_index is not supported by the numpy engine")
+    axis = int(node.attributes.get("axis", 0))
+    best = np.argmax(x, axis=axis).astype(np.int64)  # the first of equal maxima, as onnxruntime
+    return (np.expand_dims(best, axis) if int(node.attributes.get("keepdims", 1)) else best,)
+
+
+def _reduce_sum(node, x, axes=None):
+    if axes is None or not len(axes):
+        if int(node.attributes.get("noop_with_empty_axes", 0)):
+            return (x,)
+        axes = range(x.ndim)
+    return (x.sum(axis=tuple(_axes(axes)), keepdims=bool(int(node.attributes.get("keepdims", 1)))),)
+
+
 OPS: dict[str, Callable] = {
     "LSTM": _lstm,
     "MatMul": lambda node, a, b: (np.matmul(a, b),),
@@ -167,6 +183,10 @@ OPS: dict[str, Callable] = {
     "Tile": lambda node, x, repeats: (np.tile(x, _axes(repeats)),),
     "Gather": lambda node, x, indices: (np.take(x, indices, axis=int(node.attributes.get("axis", 0))),),
     "Split": _split,
+    "Sub": lambda node, a, b: (a - b,),
+    "IsNaN": lambda node, x: (np.isnan(x),),
+    "ArgMax": _argmax,
+    "ReduceSum": _reduce_sum,
 }
 # Opset 13 gave Softmax its one-axis meaning and moved the axes of Squeeze, Unsqueeze and Split to inputs.
 OLDEST_OPSET = 13
@@ -222,7 +242,7 @@ class NumpySession:
         wanted = list(output_names) if output_names else [o.name for o in self._model.outputs]
         keep = set(wanted)
         # exp(-x) overflows to inf for very negative x, and 1 / (1 + inf) is 0: the right limit.
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):  # inf - inf in a graph's finiteness check is NaN, as meant
             self._evaluate(values, keep)
         return [np.ascontiguousarray(values[name]) for name in wanted]
 

@@ -269,25 +269,37 @@ def _read_config(session: ort.InferenceSession, path: Path) -> ModelConfig:
         raise ModelError(f"{path}: {exc}") from None
 
 
-def _check_signature(session: ort.InferenceSession, config: ModelConfig, path: Path) -> None:
-    """Refuse a model whose tensors do not match what its metadata promises."""
+PROBABILITIES = "probabilities"  # the model's own form: its encoding in, one probability per symbol and step out
+SYMBOLS = "symbols"  # a batch graph from symbol indices to symbol indices (export/written.py)
+
+
+def _check_signature(session: ort.InferenceSession, config: ModelConfig, path: Path, forms=(PROBABILITIES,)) -> str:
+    """Which of ``forms`` the model's tensors have; a ModelError when they match none of them,
+    or not what its metadata promises. ``symbols``: int64 [N, input_length] symbol indices in,
+    int64 [N, output_length] symbol indices out."""
     vocab = len(config.alphabet)
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1 or len(outputs) != 1:
         raise ModelError(f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
-    if config.encoding == "index":
-        want_in, want_type = [config.input_length], "tensor(int32)"
+    if SYMBOLS in forms and outputs[0].type == "tensor(int64)":
+        form, want_in, want_type = SYMBOLS, [config.input_length], "tensor(int64)"
+        want_out, want_out_type = [config.output_length], "tensor(int64)"
     else:
-        want_in, want_type = [config.input_length, config.input_features], "tensor(float)"
+        form, want_out, want_out_type = PROBABILITIES, [config.output_length, vocab], "tensor(float)"
+        if config.encoding == "index":
+            want_in, want_type = [config.input_length], "tensor(int32)"
+        else:
+            want_in, want_type = [config.input_length, config.input_features], "tensor(float)"
     checks = [
         ("input", inputs[0].shape[1:], want_in, inputs[0].type, want_type),
-        ("output", outputs[0].shape[1:], [config.output_length, vocab], outputs[0].type, "tensor(float)"),
+        ("output", outputs[0].shape[1:], want_out, outputs[0].type, want_out_type),
     ]
     for name, shape, want, dtype, want_dtype in checks:
         if list(shape) != want or dtype != want_dtype:
             raise ModelError(
                 f"{path}: {name} is {dtype} {['N', *shape]} but its metadata implies {want_dtype} {['N', *want]}"
             )
+    return form
 
 
 class _QueryBuffers:
@@ -335,13 +347,17 @@ class Adder:
     threads inside one call, and they let one chunk's parsing overlap another's run.
     """
 
-    def __init__(self, model: str | Path | None = None, *, threads: int | None = None, engine: str | None = None) -> None:
+    def __init__(
+        self, model: str | Path | None = None, *, threads: int | None = None, engine: str | None = None
+    ) -> None:
         self.engine = check_engine(engine)  # "onnxruntime", or "numpy" where it is missing or asked for
         self.path = resolve_model(model)
         self._threads = (os.cpu_count() or 1) if threads is None else whole_number(threads, "threads", 1, MAX_THREADS)
         self._batch_session: ort.InferenceSession | None = None
         self._executor: ThreadPoolExecutor | None = None
         self.batch_path: Path | None = None  # the graph batches run on, once the first batch has run
+        self._batch_form = PROBABILITIES
+        self._probability_session: ort.InferenceSession | None = None  # for predict_tensor, when batches run on symbols
         self._lock = threading.Lock()
         # With a one-query graph beside it, the model's own graph is opened only to read its
         # config and check its signature, unoptimised; single queries run on the other one.
@@ -365,6 +381,7 @@ class Adder:
         self.codec = Codec(self.config)
         self._local = threading.local()  # each thread's _QueryBuffers, bound to self._session
         self._input_name = self._session.get_inputs()[0].name
+        self._input_names = {self._session: self._input_name}  # each open session's input, read once
         self._outputs = [self._session.get_outputs()[0].name]
 
     def parse(self, query: str) -> Expression:
@@ -473,7 +490,7 @@ class Adder:
         results: list[int | QueryError | None] = list(errors)
         if rows:
             subset = indices if clean else indices[rows]
-            values, valid = codec.decode_answers(self._run(codec.to_model_input(subset)))
+            values, valid = codec.decode_answers(self.answer_symbols(subset))
             if len(rows) == len(chunk) and valid.all():  # nearly every chunk: no Python work per query
                 return values.tolist(), True
             for row, value, ok in zip(rows, values.tolist(), valid.tolist()):
@@ -500,18 +517,53 @@ class Adder:
         return self._run(x)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        """The model's output for ``x``, checked against what was asked of it (see _checked_output)."""
+        """The model's probabilities for ``x``, checked against what was asked of it (see _checked_output)."""
         if len(x) == 0:
             return np.zeros((0, self.config.output_length, len(self.config.alphabet)), dtype=np.float32)
         if len(x) >= BATCH_ROWS:
             session, path, rows = self._batch(), self.batch_path or self.path, [x]
+            if self._batch_form != PROBABILITIES:  # the batch graph answers in symbols: the model's own graph
+                session, path = self._probabilities(), self.path
         else:
             session, path, rows = self._session, self.single_path, list(x[:, np.newaxis])
         try:
-            outputs = [session.run(None, {self._input_name: row})[0] for row in rows]
+            name = self._input_names[session]
+            outputs = [session.run(None, {name: row})[0] for row in rows]
         except Exception as exc:  # onnxruntime's own types: a failing node, a shape it cannot compute
             raise _run_failed(path, exc) from None
         return self._checked_output(outputs[0] if len(outputs) == 1 else np.concatenate(outputs), len(x), path)
+
+    def answer_symbols(self, indices: np.ndarray) -> np.ndarray:
+        """The symbol index the model writes at each answer step ([N, output_length]) for queries
+        given as symbol indices (``codec.encode_batch``, ``codec.shape_indices``): what ``batch``
+        and ``results`` decode, through the graph they run on (the batch graph from 8 rows)."""
+        if len(indices) >= BATCH_ROWS:
+            session = self._batch()
+            if self._batch_form == SYMBOLS:
+                path = self.batch_path or self.path
+                try:
+                    feed = {self._input_names[session]: indices.astype(np.int64, copy=False)}
+                    output = session.run(None, feed)[0]
+                except Exception as exc:  # onnxruntime's own types: a failing node, a shape it cannot compute
+                    raise _run_failed(path, exc) from None
+                return self._checked_symbols(output, len(indices), path)
+        return self._run(self.codec.to_model_input(indices)).argmax(axis=-1)
+
+    def _checked_symbols(self, output: object, rows: int, path: Path) -> np.ndarray:
+        """A symbols graph's ``output`` when it is one symbol of the alphabet per row and step; the
+        graph marks a step whose scores were not all finite by adding the alphabet's size to it."""
+        vocab = len(self.config.alphabet)
+        want = (rows, self.config.output_length)
+        if not isinstance(output, np.ndarray) or output.shape != want or output.dtype != np.int64:
+            shape = list(output.shape) if isinstance(output, np.ndarray) else type(output).__name__
+            kind = output.dtype if isinstance(output, np.ndarray) else ""
+            asked = f"{rows:,} {'query' if rows == 1 else 'queries'}"
+            raise ModelError(f"{path}: the model returned {kind} {shape} for {asked}, not int64 {list(want)}")
+        if output.size and int(output.view(np.uint64).max()) >= vocab:  # negatives wrap above too: one pass
+            if ((output >= vocab) & (output < 2 * vocab)).any():
+                raise ModelError(f"{path}: the model wrote a value that is not a finite number (NaN or infinity)")
+            raise ModelError(f"{path}: the model wrote a symbol index outside its alphabet of {vocab}")
+        return output
 
     def _checked_output(self, output: object, rows: int, path: Path) -> np.ndarray:
         """``output`` when it is what the model's config promises for ``rows`` queries: one row
@@ -528,20 +580,21 @@ class Adder:
             raise ModelError(f"{path}: the model wrote a value that is not a finite number (NaN or infinity)")
         return output
 
-    def _open_helper(self, data: bytes | None, path: Path, single: bool) -> ort.InferenceSession | None:
+    def _open_helper(self, data: bytes | None, path: Path, single: bool, forms=(PROBABILITIES,)):
         """A graph adder-export saved beside the model (its one-query or batch graph), when it is
         the same model: same embedded config, training record included, and the signature that
-        config implies. None when absent or unusable: the model's own graph answers the same."""
+        config implies. None when absent or unusable: the model's own graph answers the same.
+        With several ``forms`` allowed, (session, form)."""
         if data is None:
             return None
         try:
             session = _open_session(data, path, 1, single=single, engine=self.engine)
             if _read_config(session, path).to_json() != self.config.to_json():
                 return None
-            _check_signature(session, self.config, path)
+            form = _check_signature(session, self.config, path, forms)
         except ModelError:
             return None
-        return session
+        return session if len(forms) == 1 else (session, form)
 
     def _after_fork(self) -> None:
         """In a forked child: the parent's worker threads and any lock they held did not come along.
@@ -553,7 +606,9 @@ class Adder:
         self._lock = threading.Lock()
         self._executor = None
         self._batch_session = None
+        self._probability_session = None
         self._session = _open_session(self._single_bytes, self.single_path, 1, single=True, engine=self.engine)
+        self._input_names = {self._session: self._session.get_inputs()[0].name}
         self._local = threading.local()
 
     def _pool(self) -> ThreadPoolExecutor:
@@ -573,9 +628,22 @@ class Adder:
     def _open_batch_session(self) -> ort.InferenceSession:
         """The batch graph saved beside the model (see _open_helper), else the model's own graph;
         the batch dimension is left free."""
-        session = self._open_helper(self._batch_bytes, batch_graph_path(self.path), single=False)
-        if session is None:
+        opened = self._open_helper(self._batch_bytes, batch_graph_path(self.path), False, (PROBABILITIES, SYMBOLS))
+        if opened is None:
             self.batch_path = self.path
-            return _open_session(self._model_bytes, self.path, 1, engine=self.engine)
+            session = _open_session(self._model_bytes, self.path, 1, engine=self.engine)
+            self._input_names[session] = session.get_inputs()[0].name
+            return session
         self.batch_path = batch_graph_path(self.path)
+        session, self._batch_form = opened
+        self._input_names[session] = session.get_inputs()[0].name
         return session
+
+    def _probabilities(self) -> ort.InferenceSession:
+        """The model's own graph with a free batch, for predict_tensor when batches answer in symbols."""
+        with self._lock:
+            if self._probability_session is None:
+                session = _open_session(self._model_bytes, self.path, 1, engine=self.engine)
+                self._input_names[session] = session.get_inputs()[0].name
+                self._probability_session = session
+            return self._probability_session

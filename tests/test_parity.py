@@ -74,22 +74,56 @@ def test_every_batch_size_gives_the_answers_of_single_queries(tiny_model, rows):
 
 
 def test_export_writes_a_batch_graph_that_batches_run_on(tiny_model):
-    """The decoder written out step by step: one fused LSTM left, same answers as Keras."""
+    """Written out from symbols to symbols: no LSTM op left, and Keras's answer to every query."""
     import onnx
 
     from adder.eval.domain import all_expressions
     from adder.export.convert import fused_lstm_count
+    from adder.export.validate import keras_probs
     from adder.session import batch_graph_path
-    from adder.train.archive import read_keras_config
+    from adder.train.archive import load_keras
 
     keras_path, onnx_path = tiny_model
     batch_path = batch_graph_path(onnx_path)
-    assert batch_path.name == "tiny.batch.onnx" and fused_lstm_count(onnx.load(batch_path)) == 1
-    (every,) = list(all_expressions(read_keras_config(keras_path)))
-    assert_parity(keras_path, batch_path, every)
+    assert batch_path.name == "tiny.batch.onnx" and fused_lstm_count(onnx.load(batch_path)) == 0
+    model, config = load_keras(keras_path)
+    (every,) = list(all_expressions(config))
     adder = Adder(onnx_path)
-    adder.predict_tensor(adder.codec.encode_expressions(every))
-    assert adder.batch_path == batch_path
+    codec = adder.codec
+    want, valid = codec.decode_answers(keras_probs(model, codec.encode_expressions(every)))
+    assert valid.all() and adder.batch([e.text() for e in every]) == want.tolist()
+    assert adder.batch_path == batch_path and adder._batch_form == "symbols"
+
+
+def test_an_export_whose_symbols_graph_disagrees_with_keras_is_refused(tiny_model):
+    """validate_symbols compares every query: two digits' scores swapped is caught."""
+    import dataclasses
+
+    import onnx
+    import onnxruntime as ort
+
+    from adder.export.simplify import model_weights
+    from adder.export.validate import ValidationError, validate_symbols
+    from adder.export.written import SYMBOLS_IN, written_graph
+    from adder.train.archive import load_keras
+
+    keras_path, onnx_path = tiny_model
+    model, config = load_keras(keras_path)
+    proto = onnx.load(onnx_path)
+    weights = model_weights(proto, config)
+    kernel = weights.kernel.copy()
+    kernel[:, [1, 2]] = kernel[:, [2, 1]]
+    for w, fails in ((weights, False), (dataclasses.replace(weights, kernel=kernel), True)):
+        session = ort.InferenceSession(written_graph(w, config, proto).SerializeToString())
+
+        def answer(indices, session=session):
+            return session.run(None, {SYMBOLS_IN: indices.astype(np.int64)})[0]
+
+        if fails:
+            with pytest.raises(ValidationError, match="answers differ over every domain query"):
+                validate_symbols(model, answer, config, queries=200, randoms=100)
+        else:
+            assert validate_symbols(model, answer, config, queries=200, randoms=100).whole_domain
 
 
 def test_a_batch_graph_of_another_model_is_not_used(tiny_model, tmp_path):
