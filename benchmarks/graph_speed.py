@@ -183,6 +183,37 @@ def shapes(name: str, seconds: float, rounds: int) -> list[dict]:
     ]
 
 
+def single_shapes(name: str, seconds: float, rounds: int) -> list[dict]:
+    """One query through each shape of one-query graph (batch fixed at 1, one thread): the fused
+    graph shipped, the same with its softmax left out, and the batch graph written out."""
+    import onnx
+
+    adder = Adder(name)
+    x1 = adder.codec.encode_queries([QUERY])
+    symbols = adder.codec.encode_batch([QUERY])[0].astype(np.int64)
+    fused = onnx.load(MODELS_DIR / f"{name}.single.onnx")
+    scores = onnx.ModelProto()
+    scores.CopyFrom(fused)
+    last = scores.graph.node[-1]
+    assert last.op_type == "Softmax"
+    producer = next(node for node in scores.graph.node if last.input[0] in node.output)
+    producer.output[list(producer.output).index(last.input[0])] = last.output[0]
+    scores.graph.node.remove(last)
+    graphs = {
+        "fused LSTMs, one query (shipped)": (fused.SerializeToString(), x1),
+        "fused LSTMs, no softmax": (scores.SerializeToString(), x1),
+        "written out (the batch graph at batch 1)": ((MODELS_DIR / f"{name}.batch.onnx").read_bytes(), symbols),
+    }
+    sessions = {label: (session(data, pin_one=True), feed) for label, (data, feed) in graphs.items()}
+    times: dict[str, list[float]] = {label: [] for label in sessions}
+    for r in range(rounds):
+        order = list(sessions.items())
+        for label, (s, feed) in reversed(order) if r % 2 else order:
+            run = lambda s=s, feed=feed: s.run(None, {s.get_inputs()[0].name: feed})  # noqa: E731
+            times[label].append(per_call(run, seconds))
+    return [{"model": name, "graph": label, "us": statistics.median(t) * 1e6} for label, t in times.items()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=shipped_models())

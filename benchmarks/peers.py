@@ -1,24 +1,27 @@
-"""adder against its own engine, and the default model in every engine we could run: one run, by hand.
+"""adder against its own engine, and every shipped model in every engine we could run: one run, by hand.
 
     pip install '.[train,bench]'
     python benchmarks/peers.py --json peers.json
+    python benchmarks/peers.py --no-ratios --models default wide   # the peer tables alone
     python benchmarks/peers.py --ratios-only      # the first table alone (needs no extra)
 
 The first table leads: for every shipped model, what `adder` costs next to onnxruntime
 alone on the same graphs (benchmarks/engine_ratios.py says exactly how each side runs).
 
-Engines: `adder` (the public API, from query strings), raw onnxruntime on the shipped
-graph and on its batch graph, OpenVINO, tract (the batch graph at a fixed batch: its
-declutter fails on the fused decoder LSTM and on a symbolic batch), LiteRT converted
-from the Keras model as is (a WHILE loop) and with its LSTMs unrolled (a
+Engines, each on the same weights (the model's .keras file and the .onnx files exported
+from it): `adder` (the public API, from query strings), raw onnxruntime on the model's
+graph (fed one-hot tensors) and on its batch graph (fed symbol indices), OpenVINO and
+tract on the model's graph and on the batch graph (tract at a fixed batch), LiteRT
+converted from the Keras model as is (a WHILE loop) and with its LSTMs unrolled (a
 fixed-batch concrete function, weights frozen, one conversion per batch size), and
 Keras itself. Every engine but `adder` is fed tensors already encoded, so its rows
-are the engine alone; `adder` pays for parsing and decoding strings.
+are the engine alone; `adder` pays for parsing and decoding strings. A peer that cannot
+load a graph is reported as not measured, with its error.
 
 Single-query latency and throughput at batch 1 / 64 / 1,024 / 8,192, over interleaved
 rounds (medians, ranges). The floor: numpy float32 sgemm on 2048x2048 on every core
 (measured with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset), divided by twice the
-fewest multiply-accumulates per query among the shipped default's graphs.
+model's multiply-accumulates per query (both LSTMs and the Dense layer, as Keras runs them).
 """
 
 from __future__ import annotations
@@ -42,12 +45,11 @@ import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 
 from adder import Adder  # noqa: E402
-from adder.session import MODELS_DIR  # noqa: E402
+from adder.session import MODELS_DIR, shipped_models  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-KERAS_MODEL = REPO / "train" / "models" / "default.keras"
+KERAS_MODELS = REPO / "train" / "models"
 BATCHES = (1, 64, 1024, 8192)
-TARGET_STRINGS = 200_000  # Adder.batch over this many strings, whole and in calls of 1,024, against the floor
 QUERY = "3+10"
 
 
@@ -63,32 +65,17 @@ def sgemm_gflops() -> float:
     return float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout)
 
 
-def macs_per_query(path: Path) -> int:
-    """Multiply-accumulates of one query through a graph: LSTM, MatMul and Gemm nodes."""
-    proto = onnx.load(path)
-    shapes = {init.name: list(init.dims) for init in proto.graph.initializer}
-    config = Adder(path).config
-    total = 0
-    for node in proto.graph.node:
-        if node.op_type == "LSTM":
-            _, gates, inputs = shapes[node.input[1]]  # W: [dirs, 4H, I]
-            hidden = gates // 4
-            steps = config.input_length if node is _first_lstm(proto) else config.output_length
-            total += steps * gates * (inputs + hidden)
-        elif node.op_type in ("MatMul", "Gemm") and node.input[1] in shapes:
-            rows, cols = shapes[node.input[1]][-2:]
-            total += rows * cols * _rows_per_query(node, proto, config)
-    return total
+def macs_per_query(name: str) -> int:
+    """Multiply-accumulates of one query as Keras runs the model: every LSTM step's four gates
+    over its input and state, and the Dense layer at every answer step."""
+    from adder.export.simplify import model_weights
 
-
-def _first_lstm(proto):
-    return next(node for node in proto.graph.node if node.op_type == "LSTM")
-
-
-def _rows_per_query(node, proto, config) -> int:
-    """A MatMul on the decoder's per-step outputs runs once per output step; the batch graph's
-    one-off input projection and per-step recurrences are single rows."""
-    return config.output_length if "decoder" not in node.name else 1
+    config = Adder(name).config
+    weights = model_weights(onnx.load(MODELS_DIR / f"{name}.onnx"), config)
+    (w_e, r_e, _), (w_d, r_d, _) = weights.encoder, weights.decoder
+    encoder = config.input_length * w_e.shape[1] * (w_e.shape[2] + r_e.shape[2])
+    decoder = config.output_length * w_d.shape[1] * (w_d.shape[2] + r_d.shape[2])
+    return int(encoder + decoder + config.output_length * weights.kernel.size)
 
 
 def median_range(values: list[float]) -> tuple[float, float, float]:
@@ -123,7 +110,7 @@ def onnxruntime_engine(name: str, path: Path, x: np.ndarray) -> Engine:
     )
 
 
-def openvino_engine(path: Path, x: np.ndarray) -> Engine:
+def openvino_engine(name: str, path: Path, x: np.ndarray) -> Engine:
     import openvino as ov
 
     core = ov.Core()
@@ -133,42 +120,43 @@ def openvino_engine(path: Path, x: np.ndarray) -> Engine:
     request, x1 = single.create_infer_request(), x[:1]
     batch_request = many.create_infer_request()
     return Engine(
-        "openvino",
+        name,
         lambda: request.infer({0: x1}),
         lambda b: lambda: batch_request.infer({0: x[:b]}),
     )
 
 
+def _fact(b: int, x: np.ndarray) -> str:
+    kind = {np.dtype(np.float32): "f32", np.dtype(np.int64): "i64"}[x.dtype]
+    return ",".join(str(d) for d in (b, *x.shape[1:])) + f",{kind}"
+
+
 def model_as_loaded(tract, path: Path, b: int, x: np.ndarray):
     model = tract.onnx().load(str(path))
-    model.set_input_fact(0, f"{b},{x.shape[1]},{x.shape[2]},f32")
+    model.set_input_fact(0, _fact(b, x))
     return model.into_model()
 
 
-def tract_engine(batch_path: Path, x: np.ndarray) -> Engine:
+def tract_engine(name: str, path: Path, x: np.ndarray) -> Engine:
     import tract
 
     compiled = {}
 
     def runnable(b: int):
         if b not in compiled:
-            model = tract.onnx().load(str(batch_path))
-            model.set_input_fact(0, f"{b},{x.shape[1]},{x.shape[2]},f32")
+            model = tract.onnx().load(str(path))
+            model.set_input_fact(0, _fact(b, x))
             typed = model.into_model()
             try:
                 typed.transform("declutter")
-            except Exception:  # tract 0.23's declutter fails on this graph; run it as loaded
-                typed = model_as_loaded(tract, batch_path, b, x)
+            except Exception:  # tract 0.23's declutter fails on a fused LSTM; run it as loaded
+                typed = model_as_loaded(tract, path, b, x)
             compiled[b] = typed.into_runnable()
         return compiled[b]
 
     one = runnable(1)
     x1 = x[:1]
-    return Engine(
-        "tract (batch graph, fixed batch)",
-        lambda: one.run([x1]),
-        lambda b: lambda r=runnable(b), xb=x[:b]: r.run([xb]),
-    )
+    return Engine(name, lambda: one.run([x1]), lambda b: lambda r=runnable(b), xb=x[:b]: r.run([xb]))
 
 
 def litert_engine(model, x: np.ndarray, unroll: bool) -> Engine:
@@ -225,43 +213,9 @@ def keras_engine(model, x: np.ndarray) -> Engine:
     )
 
 
-def adder_engine(queries: list[str]) -> Engine:
-    adder = Adder()
+def adder_engine(name: str, queries: list[str]) -> Engine:
+    adder = Adder(name)
     return Engine("adder", lambda: adder(QUERY), lambda b: lambda: adder.batch(queries[:b]), "from strings")
-
-
-def bounds(adder: Adder, x: np.ndarray) -> dict:
-    """What a single query through ``adder`` cannot go below, whatever its model graph:
-    onnxruntime's fixed cost per ``run`` (a one-node Identity graph over the same input)
-    and the runtime's own Python per query (parse, encode, decode, no model).
-    """
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
-
-    shape = [1, *x.shape[1:]]
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["x"], ["y"])],
-        "identity",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
-    )
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    identity = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    x1 = np.ascontiguousarray(x[:1])
-    output = adder._session.run(None, {adder._input_name: x1})[0][0]
-    codec = adder.codec
-
-    def python_only():
-        codec.encode_one(codec.parse(QUERY))
-        codec.decode_one(output)
-
-    return {
-        "onnxruntime per call (Identity graph)": lambda: identity.run(None, {"x": x1}),
-        "adder's Python per query (no model)": python_only,
-    }
 
 
 def time_call(fn, seconds: float) -> float:
@@ -282,31 +236,43 @@ def main() -> None:
     parser.add_argument("--json", help="write the rows to this file")
     parser.add_argument("--ratio-rounds", type=int, default=5, help="interleaved rounds of the first table")
     parser.add_argument("--ratios-only", action="store_true", help="print the first table alone")
+    parser.add_argument("--no-ratios", action="store_true", help="leave out the first table")
+    parser.add_argument("--models", nargs="*", default=shipped_models(), help="shipped models (default: all)")
     args = parser.parse_args()
 
-    ratios = engine_ratios.measure(args.ratio_rounds, engine_ratios.STRINGS, engine_ratios.STREAM_SECONDS, args.seconds)
-    engine_ratios.print_table(ratios)
+    ratios = None
+    if not args.no_ratios:
+        strings, stream = engine_ratios.STRINGS, engine_ratios.STREAM_SECONDS
+        ratios = engine_ratios.measure(args.ratio_rounds, strings, stream, args.seconds)
+        engine_ratios.print_table(ratios)
     if args.ratios_only:
         write_json(args.json, {"ratios": ratios})
         return
-    print()
 
+    gflops = sgemm_gflops()
+    records = {name: measure_peers(name, args, gflops) for name in args.models}
+    if args.json:
+        write_json(args.json, {"ratios": ratios, "models": records, "sgemm_gflops": gflops, "rounds": args.rounds})
+
+
+def measure_peers(name: str, args, gflops: float) -> dict:
+    """Every engine on one model's weights, interleaved over rounds; prints the model's table."""
     import keras
 
-    model = keras.saving.load_model(KERAS_MODEL, compile=False, safe_mode=True)
-    adder = Adder()
-    rng = np.random.default_rng(0)
-    terms = rng.integers(0, 1000, size=(max(BATCHES), 2))
-    queries = [f"{a}+{b}" for a, b in terms.tolist()]
+    model = keras.saving.load_model(KERAS_MODELS / f"{name}.keras", compile=False, safe_mode=True)
+    adder = Adder(name)
+    queries = engine_ratios.random_queries(adder, max(BATCHES), seed=0)
     x = adder.codec.encode_queries(queries)
-    graph, batch_graph = MODELS_DIR / "default.onnx", MODELS_DIR / "default.batch.onnx"
-
+    symbols = adder.codec.encode_batch(queries)[0].astype(np.int64)
+    graph, batch_graph = MODELS_DIR / f"{name}.onnx", MODELS_DIR / f"{name}.batch.onnx"
     builders = {
-        "adder": lambda: adder_engine(queries),
-        "onnxruntime": lambda: onnxruntime_engine("onnxruntime, default.onnx", graph, x),
-        "onnxruntime-batch": lambda: onnxruntime_engine("onnxruntime, default.batch.onnx", batch_graph, x),
-        "openvino": lambda: openvino_engine(graph, x),
-        "tract": lambda: tract_engine(batch_graph, x),
+        "adder": lambda: adder_engine(name, queries),
+        "onnxruntime": lambda: onnxruntime_engine(f"onnxruntime, {graph.name}", graph, x),
+        "onnxruntime-batch": lambda: onnxruntime_engine(f"onnxruntime, {batch_graph.name}", batch_graph, symbols),
+        "openvino": lambda: openvino_engine(f"openvino, {graph.name}", graph, x),
+        "openvino-batch": lambda: openvino_engine(f"openvino, {batch_graph.name}", batch_graph, symbols),
+        "tract": lambda: tract_engine(f"tract, {graph.name} (fixed batch)", graph, x),
+        "tract-batch": lambda: tract_engine(f"tract, {batch_graph.name} (fixed batch)", batch_graph, symbols),
         "litert": lambda: litert_engine(model, x, unroll=False),
         "litert-unrolled": lambda: litert_engine(model, x, unroll=True),
         "keras": lambda: keras_engine(model, x),
@@ -326,28 +292,14 @@ def main() -> None:
 
     single = {e.name: [] for e in engines}
     qps = {(e.name, b): [] for e in engines for b in BATCHES}
-    floors = bounds(adder, x)
-    floor_times = {name: [] for name in floors}
-    strings = [f"{a}+{b}" for a, b in rng.integers(0, 1000, size=(TARGET_STRINGS, 2)).tolist()]
-    calls = [strings[i : i + 1024] for i in range(0, TARGET_STRINGS, 1024)]
-    targets = {
-        f"Adder.batch, {TARGET_STRINGS:,} strings in one call": lambda: adder.batch(strings),
-        f"Adder.batch, {TARGET_STRINGS:,} strings in calls of 1,024": lambda: [adder.batch(c) for c in calls],
-    }
-    target_qps = {name: [] for name in targets}
     for _ in range(args.rounds):  # interleaved: drift in the machine hits every engine alike
-        for name, fn in floors.items():
-            floor_times[name].append(time_call(fn, args.seconds / 2))
-        for name, fn in targets.items():
-            target_qps[name].append(TARGET_STRINGS / time_call(fn, args.seconds))
         for engine in engines:
             single[engine.name].append(time_call(engine.single, args.seconds / 2))
             for b in BATCHES:
                 qps[(engine.name, b)].append(b / time_call(engine.batch(b), args.seconds))
 
-    gflops = sgemm_gflops()
-    macs = {path.name: macs_per_query(path) for path in (graph, batch_graph)}
-    floor_qps = gflops * 1e9 / (2 * min(macs.values()))
+    macs = macs_per_query(name)
+    floor_qps = gflops * 1e9 / (2 * macs)
     rows = []
     for engine in engines:
         s = median_range(single[engine.name])
@@ -359,34 +311,30 @@ def main() -> None:
         row["floor_ratio"] = row["batch_qps"] / floor_qps
         rows.append(row)
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"floor: sgemm {gflops:.0f} GFLOP/s / (2 x {min(macs.values()):,} MACs per query) = {floor_qps:,.0f} q/s")
-    print(f"{'engine':<36} {'single us':>16} " + " ".join(f"{'q/s b' + str(b):>10}" for b in BATCHES) + "  best/floor")
+    print(f"\n{name}: machine {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"floor: sgemm {gflops:.0f} GFLOP/s / (2 x {macs:,} MACs per query) = {floor_qps:,.0f} q/s")
+    print(f"{'engine':<44} {'single us':>18} " + " ".join(f"{'q/s b' + str(b):>10}" for b in BATCHES) + "  best/floor")
     for row in sorted(rows, key=lambda r: r["single_us"]):
         lo, hi = row["single_us_range"]
+        single_text = f"{row['single_us']:.0f} ({lo:.0f}-{hi:.0f})"
         print(
-            f"{row['engine']:<36} {row['single_us']:>6.0f} ({lo:.0f}-{hi:.0f}) "
+            f"{row['engine']:<44} {single_text:>18} "
             + " ".join(f"{row[f'qps_b{b}']:>10,.0f}" for b in BATCHES)
             + f"  {row['floor_ratio']:>9.2f}"
         )
-    print("Adder.batch from strings against the floor:")
-    target_rows = {}
-    for name, values in target_qps.items():
-        m = median_range(values)
-        target_rows[name] = {"qps": m[0], "qps_range": [m[1], m[2]], "floor_ratio": m[0] / floor_qps}
-        print(f"  {name:<52} {m[0]:>10,.0f} q/s ({m[1]:,.0f}-{m[2]:,.0f})  {m[0] / floor_qps:.2f} of the floor")
-    print("what every single query through adder pays, whatever the model:")
-    bound_rows = {}
-    for name, times in floor_times.items():
-        m = median_range(times)
-        bound_rows[name] = {"us": m[0] * 1e6, "us_range": [m[1] * 1e6, m[2] * 1e6]}
-        print(f"  {name:<42} {m[0] * 1e6:>6.1f} ({m[1] * 1e6:.1f}-{m[2] * 1e6:.1f}) us")
+    ours = next((r for r in rows if r["engine"] == "adder"), None)
+    peers = [r for r in rows if r["engine"] != "adder"]
+    if ours and peers:
+        fastest_single = min(peers, key=lambda r: r["single_us"])
+        fastest_batch = max(peers, key=lambda r: r["batch_qps"])
+        print(
+            f"adder against the fastest peer: single {ours['single_us']:.0f} us / "
+            f"{fastest_single['single_us']:.0f} us ({fastest_single['engine']}); best batch "
+            f"{ours['batch_qps']:,.0f} / {fastest_batch['batch_qps']:,.0f} q/s ({fastest_batch['engine']})"
+        )
     for key, reason in failed.items():
         print(f"{key}: not measured ({reason})")
-    if args.json:
-        floor = {"sgemm_gflops": gflops, "macs_per_query": macs, "qps": floor_qps}
-        record = {"ratios": ratios, "rows": rows, "floor": floor, "bounds": bound_rows, "targets": target_rows}
-        write_json(args.json, record | {"failed": failed, "rounds": args.rounds})
+    return {"rows": rows, "macs_per_query": macs, "floor_qps": floor_qps, "failed": failed}
 
 
 def write_json(path: str | None, record: dict) -> None:
