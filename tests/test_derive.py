@@ -45,6 +45,10 @@ def test_checks_and_draws_follow_the_domains_size_and_shape():
     assert ranged.curriculum and ranged.term_mix == "1:3" and ranged.large_operands > 0
     assert derive(domain(largest=9999)).carry_chains > 0 and not derive(domain(largest=99)).carry_chains
     assert expected_epochs(derive(domain(largest=9))) < expected_epochs(derive(domain(largest=9999)))
+    suites = derive(domain(largest=9999))  # 10^8 queries, two-term sums: judged by the suites, as wide is
+    assert suites.mine_margin and suites.confirm_further and suites.average_weights and suites.problems() == []
+    assert suites.max_epochs > derive(domain(largest=999, ops="+-")).max_epochs
+    assert not derive(domain(largest=999, terms="3")).confirm_further  # sampled, not the suites
 
 
 def history_of(shares: list[tuple[int, float]]) -> list[dict]:

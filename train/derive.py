@@ -33,7 +33,7 @@ def units_for(config: ModelConfig) -> int:
     """LSTM units per layer: a multiple of 8 from the digits held and how hard they mix."""
     held = config.max_terms * config.operand_width
     hard = 1.0 + 0.5 * ("-" in config.operators) + 3.0 * ("*" in config.operators)
-    hard += 0.5 * config.brackets + 0.25 * max(0, config.max_terms - 2)
+    hard += 0.5 * config.brackets + 0.75 * max(0, config.max_terms - 2)
     raw = (3 * held + 0.2 * held * held) * hard
     return int(min(MAX_DERIVED_UNITS, max(16, 8 * math.ceil(raw / 8))))
 
