@@ -7,7 +7,7 @@ chosen from: one run, interleaved rounds, a table of ratios.
 "Before" is the graphs as shipped at BEFORE (read with `git show`, so a checkout is needed):
 onnxruntime on them fed encoded tensors, the best of two ways of running a batch (a pool
 of one-thread sessions over 1,024-row chunks, as Adder runs them, and one session with
-every core on the whole batch); `session.run` on the one-query graph for a single query.
+every core on calls of 8,192 rows); `session.run` on the one-query graph for a single query.
 "Now" is `Adder` fed strings: `Adder.batch` over 200,000 random queries of the model's
 domain, and `adder(q)`. Every answer `Adder.batch` gives here is checked against the true
 value. The shapes table times one one-thread session per graph on 1,024 rows.
@@ -38,6 +38,7 @@ from adder.session import CHUNK_SIZE, MODELS_DIR, shipped_models  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 BEFORE = "2450980"  # the last commit shipping the batch graphs with a fused encoder and softmax
 STRINGS = 200_000
+WHOLE_ROWS = 8_192  # rows per call for the session with every core (more only costs memory)
 QUERY = "50+11"
 
 
@@ -102,11 +103,15 @@ class Bench:
             )
         )
 
+    def old_batch_threads(self) -> None:
+        for start in range(0, len(self.x), WHOLE_ROWS):
+            self.old_whole.run(None, {"query": self.x[start : start + WHOLE_ROWS]})
+
     def round(self, flip: bool) -> None:
         pairs = [
             ("now batch", lambda: timed(lambda: self.adder.batch(self.strings))),
             ("before batch, chunked", lambda: timed(self.old_batch_chunked)),
-            ("before batch, whole", lambda: timed(lambda: self.old_whole.run(None, {"query": self.x}))),
+            ("before batch, whole", lambda: timed(self.old_batch_threads)),
             ("now single", lambda: per_call(lambda: self.adder(QUERY), self.seconds)),
             ("before single", lambda: per_call(lambda: self.old_single.run(None, {"query": self.x1}), self.seconds)),
         ]
@@ -129,6 +134,15 @@ class Bench:
             "single_ratio": m("now single") / m("before single"),
             "samples": self.times,
         }
+
+
+OPTIONS = {  # Adder opens its batch sessions with a free batch, the arena and every optimisation
+    "batch fixed at 1,024": lambda o: o.add_free_dimension_override_by_name("batch", CHUNK_SIZE),
+    "no memory arena": lambda o: setattr(o, "enable_cpu_mem_arena", False),
+    "basic optimisations only": lambda o: setattr(
+        o, "graph_optimization_level", ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    ),
+}
 
 
 def shapes(name: str, seconds: float, rounds: int) -> list[dict]:
@@ -161,6 +175,13 @@ def shapes(name: str, seconds: float, rounds: int) -> list[dict]:
     finally:
         written.MAX_TABULATED, written.TABLE_BYTES = saved
     sessions = {label: (session(data), feed, symbols, len(data)) for label, (data, feed, symbols) in graphs.items()}
+    shipped = (MODELS_DIR / f"{name}.batch.onnx").read_bytes()
+    for label, tune in OPTIONS.items():  # the shipped graph under other session options
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        tune(options)
+        sessions[f"shipped graph, {label}"] = (ort.InferenceSession(shipped, options), indices, True, len(shipped))
     want = adder.answer_symbols(indices)
     times: dict[str, list[float]] = {label: [] for label in sessions}
     for label, (s, feed, symbols, _) in sessions.items():
