@@ -249,9 +249,10 @@ def main() -> None:
         for bench in benches:
             bench.round(flip=bool(r % 2))
     rows = [bench.figures() for bench in benches]
-    shape_rows = (
-        [] if args.no_shapes else [row for name in args.models for row in shapes(name, args.seconds, args.rounds)]
-    )
+    shape_rows, single_rows = [], []
+    if not args.no_shapes:
+        shape_rows = [row for name in args.models for row in shapes(name, args.seconds, args.rounds)]
+        single_rows = [row for name in args.models for row in single_shapes(name, args.seconds, args.rounds)]
     load_after = os.getloadavg()
     print(
         f"graphs now against the graphs of {BEFORE}: {os.cpu_count()} cores, {args.rounds} interleaved rounds, "
@@ -299,11 +300,16 @@ def main() -> None:
         print(f"\n{'model':<8} {'graph (one thread, 1,024 rows)':<46} {'us/query':>9} {'bytes':>11}")
         for row in shape_rows:
             print(f"{row['model']:<8} {row['graph']:<46} {row['us_per_query']:>9.2f} {row['bytes']:>11,}")
+    if single_rows:
+        print(f"\n{'model':<8} {'one-query graph (batch fixed at 1, one thread)':<46} {'us/query':>9}")
+        for row in single_rows:
+            print(f"{row['model']:<8} {row['graph']:<46} {row['us']:>9.1f}")
     if args.json:
         record = {
             "rows": rows,
             "targets": targets,
             "shapes": shape_rows,
+            "single_shapes": single_rows,
             "load": [load_before, load_after],
             "before": BEFORE,
         }
