@@ -207,6 +207,9 @@ def train(
         if budget:
             typer.echo(f"{out}: {trained.reason}; written as it is (a budget was given)")
             return
+        if plan.layout == "pairs":  # minutes from scratch: no checkpoint is kept
+            typer.echo(f"error: {trained.reason}; {out} is written as it is, unproven", err=True)
+            raise typer.Exit(1)
         typer.echo(
             f"error: {trained.reason}; the checkpoint {out}.ckpt is kept: rerun the same command with "
             "--set max_epochs=N (larger) or --set max_minutes=M to go on from it",

@@ -12,6 +12,7 @@ from pathlib import Path
 import onnx
 
 from adder.config import BATCH_DIM, METADATA_KEY, ModelConfig
+from adder.layout import STEPS_DIM
 
 INPUT_NAME = "query"
 OPSET = 17
@@ -20,6 +21,8 @@ OPSET = 17
 def input_spec(config: ModelConfig):
     import tensorflow as tf
 
+    if config.layout == "pairs":  # any number of steps (adder.layout)
+        return tf.TensorSpec((None, None, config.input_features), tf.float32, name=INPUT_NAME)
     if config.encoding == "index":
         return tf.TensorSpec((None, config.input_length), tf.int32, name=INPUT_NAME)
     return tf.TensorSpec((None, config.input_length, config.input_features), tf.float32, name=INPUT_NAME)
@@ -38,6 +41,8 @@ def keras_to_onnx(model, config: ModelConfig, opset: int = OPSET) -> onnx.ModelP
     proto, _ = tf2onnx.convert.from_function(answer, input_signature=[spec], opset=opset)
     proto.graph.output[0].name = _rename_output(proto, "answer")
     _name_batch_dimension(proto)
+    if config.layout == "pairs":
+        _name_dimension(proto, 1, STEPS_DIM)
     onnx.helper.set_model_props(proto, {METADATA_KEY: config.to_json()})
     proto.producer_name = "adder-export"
     return proto
@@ -62,6 +67,16 @@ def _name_batch_dimension(proto: onnx.ModelProto) -> None:
         for dim in value.type.tensor_type.shape.dim:
             if dim.dim_param in old:
                 dim.dim_param = BATCH_DIM
+
+
+def _name_dimension(proto: onnx.ModelProto, axis: int, name: str) -> None:
+    """Name a free dimension of the graph's input and output (and wherever tf2onnx's name for it appears)."""
+    graph = proto.graph
+    old = {value.type.tensor_type.shape.dim[axis].dim_param for value in (*graph.input, *graph.output)} - {""}
+    for value in (*graph.input, *graph.output, *graph.value_info):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in old:
+                dim.dim_param = name
 
 
 def fused_lstm_count(proto: onnx.ModelProto) -> int:

@@ -42,6 +42,14 @@ def export_model(
         keras_model, config = load_keras(model)
     except (ArchiveError, ConfigError) as exc:
         raise ExportError(str(exc)) from None
+    if config.layout == "pairs":  # one graph, proven rather than sampled (export/pairs.py)
+        from adder.export.pairs import GraphError, export_pairs
+
+        try:
+            export_pairs(keras_model, config, output, log)
+        except (GraphError, WriteError) as exc:
+            raise ExportError(f"{output} not written: {exc}") from None
+        return
     proto = keras_to_onnx(keras_model, config)
 
     def write_validated(path: Path, graph=proto, label: str = "float32 export", target: Path = output) -> None:

@@ -140,6 +140,7 @@ def answer_stdin(model: str | None, as_json: bool, engine: str | None = None) ->
         adder = open_adder(model, engine)
         if adder is None:
             return EXIT_USAGE
+        lines.max_chars = adder.config.max_query_chars
         try:
             failed = answer_stream(adder, lines.chunks(CHUNK), "line", as_json, Progress(lines), lines.idle)
         except ModelError as exc:  # as in answer_arguments

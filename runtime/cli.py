@@ -33,6 +33,11 @@ def show_models() -> None:
             if group.endswith("every query") or (exhaustive and group.endswith(" terms")):
                 share = (counts["total"] - counts["wrong"]) / counts["total"]
                 measured += f"; {group.removesuffix(', every query')}: {percent(share)} (exhaustive)"
+        proof = config.training.get("proof")
+        if isinstance(proof, dict) and proof.get("passed") is True:  # only a proof that passed is claimed
+            measured = f"proven for every length up to {config.operand_width:,} digits (adder-verify {name})"
+        elif isinstance(proof, dict):
+            measured = f"not proven: its proof failed (adder-verify {name} says where)"
         typer.echo(f"{name}: {config.describe()}; {size_of(config.training)}{measured}")
 
 
@@ -43,6 +48,8 @@ def size_of(record: dict) -> str:
     readable = len(sizes) == 2 and all(
         isinstance(units, list) and units and all(type(u) is int for u in units) for units in sizes
     )
+    if len(sizes) == 2 and sizes[1] == [] and isinstance(sizes[0], list) and sizes[0]:  # one LSTM, no decoder
+        readable, sizes = all(type(u) is int for u in sizes[0]), sizes[:1]
     words = ["LSTM " + "/".join(",".join(map(str, units)) for units in sizes) if readable else ""]
     words.append(f"{count:,} parameters" if isinstance(count, int) and not isinstance(count, bool) else "")
     text = ", ".join(w for w in words if w)

@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .grammar import DIGITS, bracket_layouts
+from .grammar import DIGITS, MAX_QUERY_CHARS, bracket_layouts
 
 # Version 2 (2026-11-24): brackets sit in fixed columns around each operand and answers
 # are stored shifted by the smallest answer (see adder.codec). Version 1 encoded both
@@ -24,13 +24,19 @@ BATCH_DIM = "batch"  # name of every model's first (batch) dimension; the runtim
 PAD = " "
 SUPPORTED_OPERATORS = "+-*"
 ENCODINGS = ("onehot", "index", "ordinal")
+# "text": the query's symbols one per step (adder.codec); "pairs": two operands' aligned digit
+# pairs one per step, lowest first, and one answer digit per step (adder.layout).
+LAYOUTS = ("text", "pairs")
+MAX_PAIR_DIGITS = 4000  # below Python's 4,300-digit limit on converting an int to text
+QUERY_SLACK = 64  # characters beyond a model's longest bare query: spaces, leading zeros
 
 
 # Far beyond any model one could train here, and small enough that every derived size
 # (bracket layouts, input and output lengths) stays cheap to compute for a crafted file.
 MAX_TERMS = 8
 MAX_OPERAND = 10**10 - 1  # ten digits: the field's benchmark for tiny adders (AdderBoard)
-MAX_CONFIG_CHARS = 4_000_000  # the metadata string; a long training record is ~100 kB
+MAX_CONFIG_CHARS = 4_000_000
+INT64_DIGITS = 18  # any number of this many digits is below 2**63  # the metadata string; a long training record is ~100 kB
 
 
 class ConfigError(ValueError):
@@ -58,6 +64,7 @@ class ModelConfig:
     reverse_output: bool = True
     encoding: str = "onehot"
     format_version: int = FORMAT_VERSION
+    layout: str = "text"
     # Free-form record of how the model was made; never affects encoding.
     training: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
@@ -80,10 +87,14 @@ class ModelConfig:
 
     def _problems(self) -> list[str]:
         found = []
+        if self.layout not in LAYOUTS:
+            found.append(f"layout must be one of {LAYOUTS}, got {_shorten(self.layout)}")
         if self.max_terms > MAX_TERMS:
             found.append(f"max_terms must be at most {MAX_TERMS}, got {_shorten(self.max_terms)}")
-        if self.max_operand > MAX_OPERAND:
-            found.append(f"max_operand must be at most {MAX_OPERAND:,}, got {_shorten(self.max_operand)}")
+        widest = 10**MAX_PAIR_DIGITS - 1 if self.layout == "pairs" else MAX_OPERAND
+        if self.max_operand > widest:
+            most = f"{MAX_PAIR_DIGITS:,} digits" if self.layout == "pairs" else f"{MAX_OPERAND:,}"
+            found.append(f"max_operand must be at most {most}, got {_shorten(self.max_operand)}")
         if found:  # derived sizes below would be astronomical
             return found
         if self.format_version == 1 and ("-" in self.operators or self.brackets):
@@ -109,6 +120,19 @@ class ModelConfig:
             found.append(f"operators must be drawn from {SUPPORTED_OPERATORS!r}, got {_shorten(self.operators)}")
         if self.encoding not in ENCODINGS:
             found.append(f"encoding must be one of {ENCODINGS}, got {_shorten(self.encoding)}")
+        if self.layout == "pairs" and not found:
+            found += self._pairs_problems()
+        return found
+
+    def _pairs_problems(self) -> list[str]:
+        """The pairs layout reads two operands' digits side by side, lowest first, whole columns."""
+        wanted = {
+            "min_terms": 2, "max_terms": 2, "operators": "+", "brackets": False, "min_operand": 0,
+            "reverse_input": True, "reverse_output": True, "encoding": "onehot",
+        }  # fmt: skip
+        found = [f"layout 'pairs' needs {k} {v!r}, got {getattr(self, k)!r}" for k, v in wanted.items() if getattr(self, k) != v]
+        if self.max_operand != 10**self.operand_width - 1:
+            found.append(f"layout 'pairs' needs max_operand of all nines (10**N - 1), got {_shorten(self.max_operand)}")
         return found
 
     @property
@@ -120,6 +144,8 @@ class ModelConfig:
     def input_features(self) -> int:
         """Numbers per input time step: a one-hot vector, one ordinal number, or (index) none
         (a single int32 per step, not a feature axis)."""
+        if self.layout == "pairs":
+            return 2 * len(DIGITS)  # a's digit one-hot, then b's
         return {"onehot": len(self.alphabet), "ordinal": 1}.get(self.encoding, 0)
 
     @property
@@ -141,6 +167,9 @@ class ModelConfig:
 
     @property
     def input_length(self) -> int:
+        """Time steps of the input; for the pairs layout the most (a model reads any number up to it)."""
+        if self.layout == "pairs":
+            return self.operand_width + 1  # the last step reads (0, 0) and writes the final carry
         slots = sum(opens + closes for opens, closes in self.bracket_slots)
         return self.max_terms * self.operand_width + (self.max_terms - 1) + slots
 
@@ -164,6 +193,12 @@ class ModelConfig:
         return len(str(self.largest_answer - self.smallest_answer))
 
     @property
+    def max_query_chars(self) -> int:
+        """Longest query text accepted: 256 characters, or the longest bare query and room for spaces."""
+        longest = self.max_terms * (self.operand_width + 1) - 1
+        return max(MAX_QUERY_CHARS, longest + QUERY_SLACK)
+
+    @property
     def domain_size(self) -> int:
         """Number of distinct queries: term counts x operands x operators x bracket layouts."""
         values = self.max_operand - self.min_operand + 1
@@ -176,11 +211,15 @@ class ModelConfig:
     def describe(self) -> str:
         terms = str(self.min_terms) if self.min_terms == self.max_terms else f"{self.min_terms}-{self.max_terms}"
         brackets = ", brackets" if self.brackets else ""
+        if self.operand_width > INT64_DIGITS:  # a 1,000-digit bound says less than its digit count
+            return f"{terms} terms of up to {self.operand_width:,} digits, operators {self.operators}{brackets}"
         return f"{terms} terms in {self.min_operand}..{self.max_operand}, operators {self.operators}{brackets}"
 
     def to_dict(self) -> dict[str, Any]:
         """All fields plus the derived shape, so a reader needs no code of ours."""
         data = asdict(self)
+        if self.layout == "text":  # the layout every model had before pairs: their files stay as they were
+            del data["layout"]
         data["alphabet"] = self.alphabet
         data["input_length"] = self.input_length
         data["output_length"] = self.output_length
@@ -235,6 +274,7 @@ _FIELD_TYPES = {
     "reverse_output": bool,
     "encoding": str,
     "format_version": int,
+    "layout": str,
     "training": dict,
 }
 _TYPE_WORDS = {int: "a whole number", str: "text", bool: "true or false", dict: "a JSON object"}

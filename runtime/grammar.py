@@ -35,6 +35,7 @@ class Domain(Protocol):
 
 # Longer input is refused before any parsing work; generous for spaces.
 MAX_QUERY_CHARS = 256
+LONG_RANGE = 10**18  # a range above this is named by its digit count in errors
 _SPACES = " \t"
 
 
@@ -285,14 +286,15 @@ class Grammar:
         # Bracket-free queries, the common case, are validated by one regular expression.
         self._valid = re.compile(rf"[ \t]*[0-9]+(?:[ \t]*[{ops}][ \t]*[0-9]+)*[ \t]*", re.ASCII)
         self._tokens = re.compile(rf"[0-9]+|[{ops}]", re.ASCII)
+        self._max_chars = getattr(config, "max_query_chars", MAX_QUERY_CHARS)  # a ModelConfig says; else 256
 
     def parse(self, query: str) -> Expression:
         """Parse one query or raise QueryError saying what is wrong and where."""
         config = self.config
         if not isinstance(query, str):
             raise QueryError(f"a query must be text, got {type(query).__name__}")
-        if len(query) > MAX_QUERY_CHARS:
-            raise QueryError(f"query is {len(query)} characters long; at most {MAX_QUERY_CHARS} are accepted")
+        if len(query) > self._max_chars:
+            raise QueryError(f"query is {len(query)} characters long; at most {self._max_chars} are accepted")
         if self._valid.fullmatch(query) is not None:
             tokens = self._tokens.findall(query)
             expression = Expression(tuple(int(t) for t in tokens[0::2]), tuple(tokens[1::2]))
@@ -314,4 +316,7 @@ def check_domain(expression: Expression, config: Domain) -> None:
         raise QueryError(f"this model adds {allowed} terms; got {len(terms)}")
     for term in terms:
         if not config.min_operand <= term <= config.max_operand:
+            if config.max_operand > LONG_RANGE:  # a range of a thousand nines says less than its width
+                width = len(str(config.max_operand))
+                raise QueryError(f"operand of {len(str(term)):,} digits is outside this model's range of up to {width:,} digits")
             raise QueryError(f"operand {term} is outside this model's range {config.min_operand}..{config.max_operand}")

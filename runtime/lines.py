@@ -69,6 +69,12 @@ class StdinLines:
         self._ended = False
         self._wake: int | None = None
         self._reads_after_sigterm = READS_AFTER_SIGTERM
+        self.max_chars = MAX_QUERY_CHARS  # the longest query the model takes (ModelConfig.max_query_chars)
+
+    @property
+    def max_line_bytes(self) -> int:
+        """Bytes of one line held at once: a query of max_chars four-byte characters and its line end."""
+        return 4 * self.max_chars + 2
 
     def chunks(self, size: int) -> Iterator[list[str]]:
         """Lists of at most ``size`` lines, in order; a list ends early when its next line
@@ -160,11 +166,11 @@ class StdinLines:
             lines = text.split("\n")
             if "\r" in text:
                 lines = [line.rstrip("\r") for line in lines]
-            if len(text) > MAX_QUERY_CHARS and max(map(len, lines)) > MAX_QUERY_CHARS:
-                lines = [_long_or_same(line) for line in lines]
+            if len(text) > self.max_chars and max(map(len, lines)) > self.max_chars:
+                lines = [_long_or_same(line, self.max_chars) for line in lines]
             self._lines += lines
-        if len(self._partial) >= MAX_LINE_BYTES:  # too long for a query: keep its start and count the rest
-            self._long = (_decode(self._partial[: MAX_QUERY_CHARS + 1]), len(self._partial))
+        if len(self._partial) >= self.max_line_bytes:  # too long for a query: keep its start and count the rest
+            self._long = (_decode(self._partial[: self.max_chars + 1]), len(self._partial))
             self._partial = b""
 
     def _end(self, partial: bool) -> None:
@@ -241,9 +247,9 @@ def _drain(fd: int) -> None:
         pass
 
 
-def _long_or_same(line: str) -> str:
-    """A line of MAX_LINE_BYTES bytes or more stands as a LongLine, as if it had been read in pieces."""
-    if len(line) <= MAX_QUERY_CHARS:
+def _long_or_same(line: str, max_chars: int = MAX_QUERY_CHARS) -> str:
+    """A line of 4 * max_chars + 2 bytes or more stands as a LongLine, as if it had been read in pieces."""
+    if len(line) <= max_chars:
         return line
     length = len(line.encode("utf-8", errors="surrogateescape"))
-    return LongLine(line[: MAX_QUERY_CHARS + 1], length) if length >= MAX_LINE_BYTES else line
+    return LongLine(line[: max_chars + 1], length) if length >= 4 * max_chars + 2 else line

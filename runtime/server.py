@@ -274,8 +274,15 @@ def model_summary(name: str, adder: Adder, default: bool, limits: ModelLimits) -
         "description": adder.config.describe(),
         "config": config,
         "accuracy": training.get("evaluation"),
+        **({"proof": _proof_summary(training["proof"])} if isinstance(training.get("proof"), dict) else {}),
         "limits": {"max_queries": limits.max_queries, "query_microseconds": limits.query_microseconds},
     }
+
+
+def _proof_summary(proof: dict) -> dict:
+    """What a pairs model's proof says, for /models: whether it passed, of what, and its margin."""
+    keys = ("passed", "statement", "smallest_margin", "transitions_checked", "failure")
+    return {key: proof[key] for key in keys if key in proof}
 
 
 def build_app(

@@ -21,9 +21,9 @@ except ImportError:  # no wheel for this platform (32-bit ARM, say): the numpy e
     ort = None
 
 from .bounds import whole_number
-from .codec import Codec
 from .config import BATCH_DIM, METADATA_KEY, ConfigError, ModelConfig
 from .grammar import Expression, QueryError
+from .layout import codec_for, signature
 
 MODELS_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL = "default"
@@ -290,6 +290,8 @@ def _check_signature(session: ort.InferenceSession, config: ModelConfig, path: P
             want_in, want_type = [config.input_length], "tensor(int32)"
         else:
             want_in, want_type = [config.input_length, config.input_features], "tensor(float)"
+        if config.layout == "pairs":  # any number of steps (adder.layout)
+            want_in, want_out = signature(config)
     checks = [
         ("input", inputs[0].shape[1:], want_in, inputs[0].type, want_type),
         ("output", outputs[0].shape[1:], want_out, outputs[0].type, want_out_type),
@@ -378,7 +380,7 @@ class Adder:
             model_session = _open_session(self._model_bytes, self.path, 1, single=True, engine=self.engine)
         self._session = model_session if single_session is None else single_session
         _LIVE.add(self)  # so a forked child rebuilds what threads it relies on (_after_fork)
-        self.codec = Codec(self.config)
+        self.codec = codec_for(self.config)
         self._local = threading.local()  # each thread's _QueryBuffers, bound to self._session
         self._input_name = self._session.get_inputs()[0].name
         self._input_names = {self._session: self._input_name}  # each open session's input, read once
@@ -389,6 +391,11 @@ class Adder:
 
     def __call__(self, query: str) -> int:
         """Answer one query, e.g. ``adder("3+10") == 13``; raises QueryError if it is invalid."""
+        if self.config.layout == "pairs":  # as many steps as the query needs, not the model's most
+            (result,), _clean = self._answer_chunk([query])
+            if isinstance(result, QueryError):
+                raise result
+            return result
         codec = self.codec
         text = codec.plain_text(query)  # "50+11" without the parser; anything else goes through it
         if text is None:
@@ -531,7 +538,8 @@ class Adder:
             outputs = [session.run(None, {name: row})[0] for row in rows]
         except Exception as exc:  # onnxruntime's own types: a failing node, a shape it cannot compute
             raise _run_failed(path, exc) from None
-        return self._checked_output(outputs[0] if len(outputs) == 1 else np.concatenate(outputs), len(x), path)
+        steps = x.shape[1] if self.config.layout == "pairs" else None  # a pairs graph writes a step per step read
+        return self._checked_output(outputs[0] if len(outputs) == 1 else np.concatenate(outputs), len(x), path, steps)
 
     def answer_symbols(self, indices: np.ndarray) -> np.ndarray:
         """The symbol index the model writes at each answer step ([N, output_length]) for queries
@@ -565,12 +573,12 @@ class Adder:
             raise ModelError(f"{path}: the model wrote a symbol index outside its alphabet of {vocab}")
         return output
 
-    def _checked_output(self, output: object, rows: int, path: Path) -> np.ndarray:
+    def _checked_output(self, output: object, rows: int, path: Path, steps: int | None = None) -> np.ndarray:
         """``output`` when it is what the model's config promises for ``rows`` queries: one row
-        each, ``output_length`` steps of one score per symbol, every value finite. Anything
-        else is a ModelError: a row short would shift every answer after it, and a NaN would
-        read as the symbol at index 0."""
-        want = (rows, self.config.output_length, len(self.config.alphabet))
+        each, ``output_length`` steps (a pairs model: as many as it was fed, ``steps``) of one
+        score per symbol, every value finite. Anything else is a ModelError: a row short would
+        shift every answer after it, and a NaN would read as the symbol at index 0."""
+        want = (rows, steps or self.config.output_length, len(self.config.alphabet))
         if not isinstance(output, np.ndarray) or output.shape != want or output.dtype != np.float32:
             shape = list(output.shape) if isinstance(output, np.ndarray) else type(output).__name__
             kind = output.dtype if isinstance(output, np.ndarray) else ""

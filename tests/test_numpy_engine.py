@@ -18,6 +18,7 @@ from adder.onnx_file import OnnxFormatError, read_model
 from adder.session import MODELS_DIR, EngineError, shipped_models
 
 SHIPPED_FILES = sorted(MODELS_DIR.glob("*.onnx"))
+TEXT_MODELS = [name for name in shipped_models() if Adder(name).config.layout == "text"]  # long: below
 ARITH_STRIDE = 8
 BLOCK = 65_536  # rows per comparison: memory stays small, numpy's per-call costs stay negligible
 NO_ONNXRUNTIME = "import sys; sys.modules['onnxruntime'] = None  # import onnxruntime now raises ImportError\n"
@@ -129,7 +130,7 @@ def test_engine_flag_and_environment_choose_numpy(tmp_path):
     assert bad.returncode == 2 and bad.stderr == "error: unknown engine 'gpu'; choose one of: onnxruntime, numpy\n"
 
 
-@pytest.mark.parametrize("name", shipped_models())
+@pytest.mark.parametrize("name", TEXT_MODELS)
 def test_single_queries_answer_as_onnxruntime(name):
     """Single queries run the one-query graph: a fixed sample of each domain, one call each."""
     from adder.eval.domain import sampled_blocks
@@ -143,7 +144,7 @@ def test_single_queries_answer_as_onnxruntime(name):
             assert numpy_adder(query) == ort_adder(query) == value, query
 
 
-@pytest.mark.parametrize("name", shipped_models())
+@pytest.mark.parametrize("name", TEXT_MODELS)
 def test_model_without_its_helper_graphs_answers_as_onnxruntime(name, tmp_path):
     """A model file copied alone runs its own (tf2onnx's) graph, shape bookkeeping and all."""
     from adder.eval.domain import sampled_blocks
@@ -217,3 +218,19 @@ def test_wide_suites_and_hardest_families_answer_as_onnxruntime():
     for a, b in families(config, 2_000, np.random.default_rng(46)).values():
         blocks.append((suites.SUM, np.stack([a, b], axis=1)))
     assert assert_same_answers("wide", blocks) == 10_010 + 4 * 20_000 + 2_000 * len(blocks[5:])
+
+
+def test_long_answers_as_onnxruntime_and_exactly_at_every_length():
+    """The pairs model's one graph, a free step dimension and all: single queries and batches
+    of operands from 1 to 1,000 digits, in both engines, against Python's own sums."""
+    rng = np.random.default_rng(49)
+
+    def operand(digits: int) -> int:
+        return int("".join(map(str, rng.integers(0, 10, digits))))
+
+    pairs = [(operand(d), operand(e)) for d, e in [(1, 1), (10, 3), (100, 100), (999, 1000), (1000, 1000)] * 4]
+    pairs += [(10**1000 - 1, 1), (10**500 - 1, 10**500 - 1)]
+    queries, want = [f"{a}+{b}" for a, b in pairs], [a + b for a, b in pairs]
+    numpy_adder, ort_adder = Adder("long", engine="numpy"), Adder("long", engine="onnxruntime")
+    assert numpy_adder.batch(queries) == ort_adder.batch(queries) == want
+    assert [numpy_adder(q) for q in queries[:6]] == [ort_adder(q) for q in queries[:6]] == want[:6]

@@ -145,7 +145,12 @@ def test_models_lists_the_shipped_models_with_config_and_accuracy(port):
         config = Adder(entry["name"]).config
         assert entry["default"] == (entry["name"] == "default")
         assert entry["config"]["max_operand"] == config.max_operand and entry["description"] == config.describe()
-        assert entry["accuracy"] == config.training["evaluation"]
+        assert entry["accuracy"] == config.training.get("evaluation")
+        if config.layout == "pairs":  # proven, not evaluated: /models says so
+            assert entry["accuracy"] is None and entry["proof"]["passed"] is True
+            assert "every sequence of aligned digit pairs" in entry["proof"]["statement"]
+        else:
+            assert entry["accuracy"] is not None and "proof" not in entry
 
 
 def test_unknown_paths_and_methods_are_json_errors(port):

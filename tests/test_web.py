@@ -335,3 +335,17 @@ def random_queries(count: int, seed: int) -> list[str]:
 @pytest.mark.parametrize("model", ["default", "arith"])
 def test_bad_and_odd_queries_get_the_same_refusals_word_for_word(page, model):
     assert_same(model, BAD + random_queries(20_000, seed=7), page)
+
+
+def test_long_is_selectable_and_its_long_sums_get_the_runtimes_answers_and_refusals(page):
+    domain = typed_in(page, "long", "9" * 100 + "+1", "1" + "0" * 100)
+    assert domain.startswith("long: 2 terms of up to 1,000 digits, operators +")
+    rng = random.Random(3)
+    queries = [f"{rng.randrange(10**d)}+{rng.randrange(10**e)}" for d in (1, 10, 20, 100, 999, 1000) for e in (1, 100, 1000)]
+    queries += ["9" * 1000 + "+1", "1" * 1001 + "+1", "1+2+3", "1" + " " * 2100 + "+1", "12-3", "", " 7 + 8 "]
+    got = page.evaluate(
+        "(qs) => window.adderPage.model('long').then((a) => a.results(qs))"
+        ".then((rs) => rs.map((r) => ('answer' in r ? String(r.answer) : r.error)))",
+        queries,
+    )
+    assert got == [str(r) for r in Adder("long").results(queries)]

@@ -25,7 +25,10 @@ def weights_of(name: str):
     return proto, model_weights(proto, Adder(name).config)
 
 
-@pytest.mark.parametrize("name", shipped_models())
+TEXT_MODELS = [name for name in shipped_models() if Adder(name).config.layout == "text"]  # long has one graph
+
+
+@pytest.mark.parametrize("name", TEXT_MODELS)
 def test_every_shipped_batch_graph_takes_and_gives_symbols_without_lstm_or_softmax(name):
     proto = onnx.load(MODELS_DIR / f"{name}.batch.onnx")
     ops = {node.op_type for node in proto.graph.node}

@@ -56,6 +56,8 @@ def parse_arch(text: str) -> Architecture:
     """A named architecture, or layer sizes written ENCODER/DECODER (e.g. '64/64', '96,48/64')."""
     if text in ARCHITECTURES:
         return ARCHITECTURES[text]
+    if re.fullmatch(r"[0-9]{1,5}", text) and 1 <= int(text) <= MAX_UNITS:  # one LSTM, no decoder (layout 'pairs')
+        return Architecture(encoder=(int(text),), decoder=())
     encoder, slash, decoder = text.partition("/")
     sizes = []
     if slash and all(re.fullmatch(r"[0-9]{1,5}(,[0-9]{1,5})*", part) for part in (encoder, decoder)):
@@ -99,8 +101,18 @@ class Recipe:
     largest: int = setting(999, "Largest operand.", 0, 10**10 - 1, group="domain")
     ops: str = setting("+", "Operators to learn, any of + - * (e.g. '+-').", group="domain")
     brackets: bool = setting(False, "Also learn round brackets around any sub-expression.", group="domain")
+    digits: int = setting(
+        0, "Operands of up to this many digits (sets largest to all nines); 0: largest decides.", 0, 4000, group="domain"
+    )
     reverse: bool = setting(True, "Feed the query to the encoder reversed.", group="encoding")
     reverse_output: bool = setting(True, "Have the decoder write the answer's last digit first.", group="encoding")
+    layout: str = setting(
+        "text",
+        "'text': the query's symbols one a step (encoder-decoder); 'pairs': aligned digit pairs one a step, "
+        "one answer digit a step (a single LSTM; two terms, +).",
+        choices=("text", "pairs"),
+        group="encoding",
+    )
     encoding: str = setting(
         "onehot",
         "'onehot' vectors, 'index' with an Embedding layer, or 'ordinal' (one number per symbol).",
@@ -109,7 +121,8 @@ class Recipe:
     )
     arch: str = setting(
         "24/24",
-        "Layer sizes ENCODER/DECODER in LSTM units (64/64; stacked: 64,64/64), or 'seed' (100/50), 'wide' (128/128).",
+        "Layer sizes ENCODER/DECODER in LSTM units (64/64; stacked: 64,64/64), or 'seed' (100/50), 'wide' (128/128); "
+        "for layout 'pairs' one number, the LSTM's units.",
         group="model",
     )
     grow: bool = setting(False, "Widen the layers when a cycle's wrong share does not halve (adder.train.growth).", group="model")
@@ -130,6 +143,19 @@ class Recipe:
     large_operands: float = setting(0.0, "Share of operands drawn as the domain's largest.", 0, 1, group="data")
     carry_chains: float = setting(0.0, "Share of pairs drawn to carry through a long chain.", 0, 1, group="data")
     sparse_operands: float = setting(0.0, "Share of operands drawn with many zero digits.", 0, 1, group="data")
+    settle: float = setting(
+        0.0, "Pull of each LSTM output toward 0 or +-tanh(1) (layout 'pairs'), so states settle.", 0, 100, group="data"
+    )
+    recurrent_units: int = setting(
+        0, "LSTM units the next step reads (layout 'pairs'; the rest of the state is not passed on); 0: all.",
+        0, MAX_UNITS, group="model",
+    )  # fmt: skip
+    state_noise: float = setting(
+        0.0, "Gaussian noise added in training to the state each step reads (layout 'pairs').", 0, 10, group="data"
+    )
+    settle_epochs: int = setting(
+        1, "Epochs before settle acts, and then over which it rises to its weight (layout 'pairs').", 1, 100_000, group="data"
+    )
     replay_share: float = setting(
         0.25, "Share of each epoch replayed from the queries checks found wrong.", 0, below=1, group="data"
     )
@@ -227,12 +253,13 @@ class Recipe:
             min_terms=low,
             max_terms=high,
             min_operand=self.smallest,
-            max_operand=self.largest,
+            max_operand=10**self.digits - 1 if self.digits else self.largest,
             operators=self.ops,
             brackets=self.brackets,
             reverse_input=self.reverse,
             reverse_output=self.reverse_output,
             encoding=self.encoding,
+            layout=self.layout,
         )
 
     def architecture(self) -> Architecture:
@@ -275,6 +302,13 @@ class Recipe:
         from adder.eval.suites import FURTHER_STEP, judged_by_suites
 
         found = []
+        pairs, arch = self.layout == "pairs", self.architecture()
+        if pairs and (arch.decoder or len(arch.encoder) != 1):
+            found.append(f"layout 'pairs' trains one LSTM: give arch as its units, like 8, got {self.arch!r}")
+        if not pairs and not arch.decoder:
+            found.append(f"arch {self.arch!r} has no decoder; only layout 'pairs' trains one LSTM alone")
+        if (self.settle or self.state_noise) and not pairs:
+            found.append("settle and state_noise act only with layout 'pairs'")
         if self.mine_margin and not self.mine_sample:
             found.append(f"mine_margin {self.mine_margin:g} needs mine_sample of 1 or more queries to mine")
         if self.confirm_beyond and (not self.confirm_further or self.confirm_further % FURTHER_STEP):
@@ -374,11 +408,3 @@ def toml_value(value) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-
-
-
-
-
-

@@ -59,6 +59,10 @@ def train(
     if problems:
         raise TrainError(problems[0])
     config = recipe.model_config()
+    if config.layout == "pairs":  # one small LSTM over digit pairs, proven rather than checked
+        from adder.train.pairs import train_pairs
+
+        return train_pairs(recipe, out, name=name, command=command, log=log)
     try:
         devices = use_devices(device_count, cluster.joined)
     except ValueError as exc:

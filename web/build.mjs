@@ -66,7 +66,12 @@ for (const file of readdirSync(models).sort()) {
   if (!file.endsWith(".onnx") || file.endsWith(".batch.onnx") || file.endsWith(".single.onnx")) continue;
   const name = file.slice(0, -".onnx".length);
   const bytes = readFileSync(join(models, file));
-  const config = JSON.parse(onnxMetadata(bytes));
+  const text = onnxMetadata(bytes);
+  const config = JSON.parse(text);
+  if (config.layout === "pairs") {
+    // A thousand nines do not survive as a JSON number in JavaScript: kept as text (grammar.js).
+    config.max_operand = /"max_operand": *([0-9]+)/.exec(text)[1];
+  }
   delete config.training; // the record stays in the .onnx; the page needs the grammar
   copyFileSync(join(models, file), join(dist, "models", file));
   writeFileSync(join(dist, "models", `${name}.json`), JSON.stringify(config, null, 2) + "\n");

@@ -6,6 +6,7 @@
 
 import * as ort from "./ort/ort.wasm.min.mjs";
 import { Codec } from "./codec.js";
+import { PairsCodec } from "./layout.js";
 import { QueryError } from "./grammar.js";
 
 ort.env.wasm.wasmPaths = new URL("./ort/", import.meta.url).href;
@@ -17,7 +18,7 @@ export class Adder {
     this.name = name;
     this.config = config;
     this.session = session;
-    this.codec = new Codec(config);
+    this.codec = config.layout === "pairs" ? new PairsCodec(config) : new Codec(config);
     this.inputName = session.inputNames[0];
     this.outputName = session.outputNames[0];
   }
@@ -33,7 +34,8 @@ export class Adder {
   async run(expressions) {
     const { data, dims, type } = this.codec.encode(expressions);
     const output = await this.session.run({ [this.inputName]: new ort.Tensor(type, data, dims) });
-    return this.codec.decode(output[this.outputName].data, expressions.length);
+    const probabilities = output[this.outputName];
+    return this.codec.decode(probabilities.data, expressions.length, probabilities.dims);
   }
 
   async answer(query) {

@@ -16,6 +16,9 @@ function selected() {
 function describe(config) {
   const terms = config.min_terms === config.max_terms ? `${config.min_terms}` : `${config.min_terms} to ${config.max_terms}`;
   const brackets = config.brackets ? ", round brackets" : "";
+  if (config.layout === "pairs") {
+    return `${terms} terms of up to ${(config.input_length - 1).toLocaleString("en-US")} digits, operators ${config.operators}`;
+  }
   return `${terms} terms in ${config.min_operand}..${config.max_operand}, operators ${config.operators}${brackets}`;
 }
 

@@ -8,6 +8,8 @@ import { NON_ASCII_DIGITS } from "./digits.js";
 import { NOT_PRINTABLE } from "./printable.js";
 
 export const MAX_QUERY_CHARS = 256;
+const QUERY_SLACK = 64; // characters beyond a model's longest bare query: spaces, leading zeros
+const LONG_DIGITS = 18; // above this many digits, ranges are named by their digit count
 const DIGITS = "0123456789";
 
 export class QueryError extends Error {
@@ -175,6 +177,17 @@ function parseTokens(tokens, config) {
   return { terms, operators, brackets };
 }
 
+// The operand digits a model takes: a pairs model's from its steps (its max_operand, a thousand
+// nines, is text in the page's config), any other's from max_operand.
+export function operandWidth(config) {
+  return config.layout === "pairs" ? config.input_length - 1 : String(config.max_operand).length;
+}
+
+// Longest query text accepted: ModelConfig.max_query_chars.
+export function maxQueryChars(config) {
+  return Math.max(MAX_QUERY_CHARS, config.max_terms * (operandWidth(config) + 1) - 1 + QUERY_SLACK);
+}
+
 function checkDomain(expression, config) {
   const n = expression.terms.length;
   if (n < config.min_terms || n > config.max_terms) {
@@ -182,7 +195,18 @@ function checkDomain(expression, config) {
       config.min_terms === config.max_terms ? `${config.min_terms}` : `${config.min_terms} to ${config.max_terms}`;
     throw new QueryError(`this model adds ${allowed} terms; got ${n}`);
   }
+  const width = operandWidth(config);
   for (const term of expression.terms) {
+    if (width > LONG_DIGITS) {  // a range of a thousand nines is named by its digit count
+      const digits = String(term).length;
+      if (digits > width) {
+        throw new QueryError(
+          `operand of ${digits.toLocaleString("en-US")} digits is outside this model's range of up to `
+            + `${width.toLocaleString("en-US")} digits`,
+        );
+      }
+      continue;
+    }
     if (term < config.min_operand || term > config.max_operand) {
       throw new QueryError(
         `operand ${term} is outside this model's range ${config.min_operand}..${config.max_operand}`,
@@ -201,6 +225,7 @@ function termValue(token) {
 export class Grammar {
   constructor(config) {
     this.config = config;
+    this.maxChars = maxQueryChars(config);
     const ops = [...config.operators].map((op) => "\\" + op).join("");
     this.valid = new RegExp(`^[ \\t]*[0-9]+(?:[ \\t]*[${ops}][ \\t]*[0-9]+)*[ \\t]*$`);
     this.tokens = new RegExp(`[0-9]+|[${ops}]`, "g");
@@ -210,8 +235,8 @@ export class Grammar {
   parse(query) {
     if (typeof query !== "string") throw new QueryError(`a query must be text, got ${typeof query}`);
     const chars = Array.from(query);
-    if (chars.length > MAX_QUERY_CHARS) {
-      throw new QueryError(`query is ${chars.length} characters long; at most ${MAX_QUERY_CHARS} are accepted`);
+    if (chars.length > this.maxChars) {
+      throw new QueryError(`query is ${chars.length} characters long; at most ${this.maxChars} are accepted`);
     }
     let expression;
     if (this.valid.test(query)) {
