@@ -96,7 +96,8 @@ def prove_carried(weights: PairWeights, seed: int = 0, pad: float = 1e-3, grow: 
                 nlo, nhi = step_box(w, lo, hi, a_, b_)
                 checked += len(lo)
                 where = "the zero state" if source == "zero" else f"a state of carry {source}"
-                if (nlo[:, units:] < -CELL_BOUND).any() or (nhi[:, units:] > CELL_BOUND).any():
+                # Written so that a NaN anywhere fails every check: NaN compares false.
+                if not ((nlo[:, units:] >= -CELL_BOUND).all() and (nhi[:, units:] <= CELL_BOUND).all()):
                     failure = (
                         failure
                         or f"from {where} the pair ({a_}, {b_}) takes a cell outside [-{CELL_BOUND:g}, {CELL_BOUND:g}]"
@@ -104,15 +105,15 @@ def prove_carried(weights: PairWeights, seed: int = 0, pad: float = 1e-3, grow: 
                 margins = margin_box(w, nlo, nhi, digit)
                 if margins.min() < smallest:
                     smallest = float(margins.min())
-                if margins.min() < MIN_MARGIN and not failure:
-                    piece = int(np.argmin(margins))
+                if not (margins >= MIN_MARGIN).all() and not failure:
+                    piece = int(np.argmin(np.where(np.isnan(margins), -np.inf, margins)))
                     span = " x ".join(f"[{low:.5f}, {high:.5f}]" for low, high in zip(lo[piece, read], hi[piece, read]))
                     failure = (
                         f"from {where} (carried h in {span}) the pair ({a_}, {b_}) does not write digit {digit}: "
                         f"margin {margins.min():.4g} < {MIN_MARGIN:g}"
                     )
                 out_lo, out_hi = nlo[:, read].min(axis=0), nhi[:, read].max(axis=0)
-                if (out_lo < boxes[k_out][0]).any() or (out_hi > boxes[k_out][1]).any():
+                if not ((out_lo >= boxes[k_out][0]).all() and (out_hi <= boxes[k_out][1]).all()):
                     worst = worst or f"from {where} the pair ({a_}, {b_}) leaves the region of carry {k_out}"
                 hull[k_out][0] = np.minimum(hull[k_out][0], out_lo)
                 hull[k_out][1] = np.maximum(hull[k_out][1], out_hi)

@@ -252,6 +252,8 @@ def prove(
     and from the initial state landed inside its target box unchanged, and every region's margin
     was at least MIN_MARGIN.
     """
+    if not all(np.isfinite(x).all() for x in weights.arrays()):
+        return Proof(False, weights.units, weights.parameters, failure="the weights are not all finite numbers")
     if history is None:
         from adder.eval.carried import MAX_CARRIED, carried_units, prove_carried
 

@@ -74,7 +74,101 @@ def graph_weights(proto: onnx.ModelProto) -> PairWeights:
     add = [constants[i] for node in graph.node if node.op_type == "Add" for i in node.input if i in constants]
     if len(matmul) != 1 or len(add) != 1:
         raise GraphError("expected one Dense layer (a MatMul and an Add with constant weights)")
+    if not all(np.isfinite(x).all() for x in (w, r, b, matmul[0], add[0])):
+        raise GraphError("the weights are not all finite numbers")
+    unknown = sorted(set(attributes) - {"activations", "direction", "hidden_size"})
+    if unknown or attributes.get("hidden_size") != r.shape[-1]:
+        raise GraphError(
+            f"the LSTM must have only activations, direction and hidden_size {r.shape[-1]}; found {sorted(attributes)}"
+        )
+    _check_data_path(graph, constants, producers, lstm, r.shape[-1], matmul[0])
     return PairWeights.from_onnx(w, r, b, matmul[0], add[0].reshape(-1))
+
+
+def _check_data_path(graph, constants: dict, producers: dict, lstm, units: int, dense: np.ndarray) -> None:
+    """The values from the input to the output pass through exactly tf2onnx's chain for a Keras LSTM
+    and Dense: Transpose, LSTM, Squeeze, Transpose, Reshape, MatMul, Reshape, Add, Softmax, each
+    fed by the one before. Any other node may read a value's shape (Shape), never the value: so
+    nothing but the LSTM and the Dense layer the proof models can change what is answered."""
+    if len(graph.input) != 1 or len(graph.output) != 1:
+        raise GraphError("a pairs graph has one input and one output (no initializer given as an input)")
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for slot, name in enumerate(node.input):
+            consumers.setdefault(name, []).append((node, slot))
+
+    def const(name: str):
+        value = constants.get(name)
+        return None if value is None else value.tolist()
+
+    def attribute(node, name, default=None):
+        found = [onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name]
+        return found[0] if found else default
+
+    def swap(node) -> bool:
+        return attribute(node, "perm") == [1, 0, 2]
+
+    vocab = dense.shape[1]
+    chain = [
+        ("Transpose", swap),
+        ("LSTM", lambda node: node is lstm),
+        (
+            "Squeeze",
+            lambda node: const(node.input[1]) == [1] if len(node.input) > 1 else attribute(node, "axes") == [1],
+        ),
+        ("Transpose", swap),
+        ("Reshape", lambda node: const(node.input[1]) == [-1, units]),
+        ("MatMul", lambda node: node.input[1] in constants and constants[node.input[1]].shape == dense.shape),
+        ("Reshape", lambda node: _steps_shape(node.input[1], values[4], producers, constants, vocab)),
+        ("Add", lambda node: any(name in constants and constants[name].shape == (vocab,) for name in node.input)),
+        ("Softmax", lambda node: attribute(node, "axis", -1) in (-1, 2)),
+    ]
+    values = [graph.input[0].name]  # each value on the path, the input first
+    value = values[0]
+    for op, right in chain:
+        readers = [(node, slot) for node, slot in consumers.get(value, []) if node.op_type != "Shape"]
+        if len(readers) != 1 or readers[0][0].op_type != op or not right(readers[0][0]):
+            found = sorted(node.op_type for node, _ in readers)
+            raise GraphError(
+                f"the values must pass through {op} next (as tf2onnx writes a Keras LSTM and Dense); found {found}"
+            )
+        node, slot = readers[0]
+        if slot != 0 and op not in ("Add",):
+            raise GraphError(f"the values must be {op}'s first input")
+        if op == "LSTM" and any(consumers.get(name) for name in node.output[1:]):
+            raise GraphError("the LSTM's last states must not be read: the answer is its every step's output")
+        value = node.output[0]
+        values.append(value)
+    if value != graph.output[0].name:
+        raise GraphError("the graph's output must be the Softmax")
+
+
+def _steps_shape(name: str, source: str, producers: dict, constants: dict, vocab: int) -> bool:
+    """Whether a Reshape's target is [N, steps, vocab] read off ``source``'s shape, as tf2onnx builds
+    it: Cast(Concat(Gather(Cast(Shape(source)), [0, 1]), [vocab]))."""
+
+    def made(name, op):
+        node = producers.get(name)
+        return node if node is not None and node.op_type == op else None
+
+    cast = made(name, "Cast")
+    concat = cast and made(cast.input[0], "Concat")
+    if not concat or len(concat.input) != 2:
+        return False
+    gather = made(concat.input[0], "Gather")
+    tail = constants.get(concat.input[1])
+    inner = gather and made(gather.input[0], "Cast")
+    shape = inner and made(inner.input[0], "Shape")
+    indices = gather and constants.get(gather.input[1])
+    return bool(
+        shape is not None
+        and shape.input[0] == source
+        and not shape.attribute  # the whole shape, no start or end
+        and indices is not None
+        and indices.tolist() == [0, 1]
+        and tail is not None
+        and tail.tolist() == [vocab]
+    )
 
 
 def _zero(name: str, constants: dict, producers: dict) -> bool:
@@ -99,8 +193,11 @@ def check_graph_runs_the_weights(
         logits, _ = run_model(weights, a, b)
         exact = np.exp(logits - logits.max(axis=-1, keepdims=True))
         exact /= exact.sum(axis=-1, keepdims=True)
-        worst = max(worst, float(np.abs(probs - exact).max()))
-    if worst > VALIDATION_ATOL:
+        difference = float(np.abs(probs - exact).max())
+        worst = difference if np.isnan(difference) or difference > worst else worst  # a NaN is kept, and fails
+        if np.isnan(worst):
+            break
+    if not worst <= VALIDATION_ATOL:
         raise GraphError(
             f"the graph does not run the weights read off it: probabilities differ by up to {worst:.3g} "
             f"(tolerance {VALIDATION_ATOL:g})"

@@ -194,6 +194,54 @@ def test_a_broken_model_file_fails_adder_verify_with_the_case_that_fails(tmp_pat
     assert "its record says the proof" in run.stdout
 
 
+def test_a_weight_that_is_not_a_number_is_refused(tmp_path, weights):
+    """NaN compares false with every bound: the graph reader and the proof must both refuse it."""
+    from onnx import numpy_helper
+
+    from adder.export.pairs import GraphError, graph_weights
+
+    proto = onnx.load(LONG)
+    for tensor in proto.graph.initializer:
+        array = numpy_helper.to_array(tensor)
+        if array.shape == weights.dense.shape:
+            array = array.copy()
+            array[0, 3] = np.nan
+            tensor.CopyFrom(numpy_helper.from_array(array, tensor.name))
+    with pytest.raises(GraphError, match="not all finite"):
+        graph_weights(proto)
+    dense = weights.dense.copy()
+    dense[0, 3] = np.nan
+    proof = prove(PairWeights(weights.kernel, weights.recurrent, weights.bias, dense, weights.dense_bias))
+    assert not proof.passed and "finite" in proof.failure
+    path = tmp_path / "nan.onnx"
+    onnx.save(proto, path)
+    run = verify(str(path))
+    assert run.returncode == 2 and "not all finite" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_graph_whose_values_pass_through_anything_else_is_refused():
+    """A node spliced into the data path (here an Identity after the LSTM's steps; it could as
+    well be a Slice that reorders steps past the lengths the numeric check runs) changes what is
+    answered without changing the weights: the graph reader refuses it before any proof."""
+    from onnx import helper
+
+    from adder.export.pairs import GraphError, graph_weights
+
+    proto = onnx.load(LONG)
+    squeeze = next(node for node in proto.graph.node if node.op_type == "Squeeze")
+    spliced = helper.make_node("Identity", [squeeze.output[0]], ["spliced"])
+    for node in proto.graph.node:
+        node.input[:] = ["spliced" if name == squeeze.output[0] else name for name in node.input]
+    proto.graph.node.insert(list(proto.graph.node).index(squeeze) + 1, spliced)
+    with pytest.raises(GraphError, match="must pass through Transpose next"):
+        graph_weights(proto)
+    proto = onnx.load(LONG)  # the LSTM's last state read by something else
+    lstm = next(node for node in proto.graph.node if node.op_type == "LSTM")
+    proto.graph.node.append(helper.make_node("Identity", [lstm.output[1]], ["stray"]))
+    with pytest.raises(GraphError, match="last states must not be read"):
+        graph_weights(proto)
+
+
 def test_adder_verify_refuses_a_text_layout_model_in_one_line():
     run = verify("default")
     assert run.returncode == 2
