@@ -128,7 +128,7 @@ def prove_carried(weights: PairWeights, seed: int = 0, pad: float = 1e-3, grow: 
             gap = np.maximum(boxes[1][0] - boxes[0][1], boxes[0][0] - boxes[1][1]).max()
             proof.separation = float(gap)
             return proof
-        for k in (0, 1):  # grow each side past what this round reached by half as much again
+        for k in (0, 1):  # grow each side past where the images reached, by half as much again
             below, above = boxes[k][0] - hull[k][0], hull[k][1] - boxes[k][1]
             boxes[k] = [
                 boxes[k][0] - np.where(below > 0, (1 + grow) * below + 1e-9, 0.0),

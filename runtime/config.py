@@ -35,8 +35,8 @@ QUERY_SLACK = 64  # characters beyond a model's longest bare query: spaces, lead
 # (bracket layouts, input and output lengths) stays cheap to compute for a crafted file.
 MAX_TERMS = 8
 MAX_OPERAND = 10**10 - 1  # ten digits: the field's benchmark for tiny adders (AdderBoard)
-MAX_CONFIG_CHARS = 4_000_000
-INT64_DIGITS = 18  # any number of this many digits is below 2**63  # the metadata string; a long training record is ~100 kB
+MAX_CONFIG_CHARS = 4_000_000  # the metadata string; a long training record is ~100 kB
+INT64_DIGITS = 18  # any number of this many digits is below 2**63
 
 
 class ConfigError(ValueError):
@@ -130,7 +130,8 @@ class ModelConfig:
             "min_terms": 2, "max_terms": 2, "operators": "+", "brackets": False, "min_operand": 0,
             "reverse_input": True, "reverse_output": True, "encoding": "onehot",
         }  # fmt: skip
-        found = [f"layout 'pairs' needs {k} {v!r}, got {getattr(self, k)!r}" for k, v in wanted.items() if getattr(self, k) != v]
+        wrong = [(k, v) for k, v in wanted.items() if getattr(self, k) != v]
+        found = [f"layout 'pairs' needs {k} {v!r}, got {getattr(self, k)!r}" for k, v in wrong]
         if self.max_operand != 10**self.operand_width - 1:
             found.append(f"layout 'pairs' needs max_operand of all nines (10**N - 1), got {_shorten(self.max_operand)}")
         return found

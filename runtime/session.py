@@ -381,6 +381,7 @@ class Adder:
         self._session = model_session if single_session is None else single_session
         _LIVE.add(self)  # so a forked child rebuilds what threads it relies on (_after_fork)
         self.codec = codec_for(self.config)
+        self._stepwise = self.config.layout == "pairs"  # a graph that runs as many steps as it is fed
         self._local = threading.local()  # each thread's _QueryBuffers, bound to self._session
         self._input_name = self._session.get_inputs()[0].name
         self._input_names = {self._session: self._input_name}  # each open session's input, read once
@@ -391,7 +392,7 @@ class Adder:
 
     def __call__(self, query: str) -> int:
         """Answer one query, e.g. ``adder("3+10") == 13``; raises QueryError if it is invalid."""
-        if self.config.layout == "pairs":  # as many steps as the query needs, not the model's most
+        if self._stepwise:  # as many steps as the query needs, not the model's most
             (result,), _clean = self._answer_chunk([query])
             if isinstance(result, QueryError):
                 raise result
@@ -538,7 +539,7 @@ class Adder:
             outputs = [session.run(None, {name: row})[0] for row in rows]
         except Exception as exc:  # onnxruntime's own types: a failing node, a shape it cannot compute
             raise _run_failed(path, exc) from None
-        steps = x.shape[1] if self.config.layout == "pairs" else None  # a pairs graph writes a step per step read
+        steps = x.shape[1] if self._stepwise else None  # a pairs graph writes a step per step read
         return self._checked_output(outputs[0] if len(outputs) == 1 else np.concatenate(outputs), len(x), path, steps)
 
     def answer_symbols(self, indices: np.ndarray) -> np.ndarray:
